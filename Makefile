@@ -1,0 +1,42 @@
+# One command each: install, run, serve, demo, test, lint, bench, plan, deploy.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+FUNCTION_DIR := functions/fetch_book
+export PYTHONPATH := $(CURDIR)/$(FUNCTION_DIR):$(CURDIR)
+
+.DEFAULT_GOAL := help
+.PHONY: help install run serve lint test bench clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt $(FUNCTION_DIR)/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+install: $(STAMP) ## Create .venv with everything for development
+
+run: $(STAMP) ## Collect one minute of snapshots from Bitso into data/
+	$(PY) -m bitso_collector.cli
+
+serve: $(STAMP) ## Serve fetch_book on http://localhost:8080 (curl it to collect a minute)
+	cd $(FUNCTION_DIR) && ../../$(BIN)/functions-framework --target=fetch_book --port=8080
+
+lint: $(STAMP) ## ruff check, ruff format --check, mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(FUNCTION_DIR)/bitso_collector $(FUNCTION_DIR)/main.py
+
+test: lint ## Lint, then every test
+	$(BIN)/pytest
+
+clean: ## Remove the virtual environments and collected data
+	rm -rf $(VENV) .venv-checkov data .pytest_cache .mypy_cache .ruff_cache
+
+-include mk/*.mk
