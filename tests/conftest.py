@@ -1,0 +1,97 @@
+"""Shared fixtures: the fake Bitso in-process, and the real functions-framework server."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from bitso_collector.timefmt import iso_millis
+from tests.fakes.fake_bitso import FakeBitso
+from tests.support.clock_control import SHIFT_FILE_ENV, ClockControl
+from tests.support.processes import FUNCTION_DIR, base_env, free_port, running
+
+SCHEDULE_HEADER = "X-CloudScheduler-ScheduleTime"
+
+
+@pytest.fixture
+def fake_bitso() -> Iterator[FakeBitso]:
+    with FakeBitso() as fake:
+        yield fake
+
+
+@dataclass
+class FunctionServer:
+    url: str
+    data_dir: Path
+    log_path: Path
+    clock: ClockControl | None
+
+    def call(
+        self,
+        body: Any = None,
+        minute_start: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        raw: bytes | None = None,
+        timeout: float = 75,
+    ) -> requests.Response:
+        """POST to the function, as Cloud Scheduler does when `minute_start` is given."""
+        sent = dict(headers or {})
+        if minute_start is not None:
+            sent[SCHEDULE_HEADER] = iso_millis(minute_start)
+        data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
+        return requests.post(self.url, data=data, headers=sent, timeout=timeout)
+
+    def new_minute(self, seconds_into_minute: float = 0.5) -> float:
+        """Move the server's clock to just after the start of a fresh minute; its start."""
+        assert self.clock is not None, "this server runs on the real clock"
+        return self.clock.jump_to_minute(seconds_into_minute)
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for line in self.log_path.read_text().splitlines():
+            if line.startswith("{"):
+                lines.append(json.loads(line))
+        return lines
+
+
+StartFunction = Callable[..., FunctionServer]
+
+
+@pytest.fixture
+def start_function(tmp_path: Path) -> Iterator[StartFunction]:
+    """Starts `functions-framework --target=fetch_book` as a process with the given settings.
+
+    With `shifted_clock` (the default) it runs through a launcher whose clock the test moves,
+    so each call lands at a chosen point of a fresh minute; without it, the plain CLI.
+    """
+    with ExitStack() as stack:
+        count = 0
+
+        def start(settings: Mapping[str, str], shifted_clock: bool = True) -> FunctionServer:
+            nonlocal count
+            count += 1
+            data_dir = tmp_path / f"data{count}"
+            log_path = tmp_path / f"function{count}.log"
+            port = free_port()
+            env = {"LOCAL_DATA_DIR": str(data_dir), **settings}
+            cli = ["--target=fetch_book", f"--source={FUNCTION_DIR / 'main.py'}", f"--port={port}"]
+            clock = None
+            if shifted_clock:
+                clock = ClockControl(tmp_path / f"clock{count}")
+                env[SHIFT_FILE_ENV] = str(clock.path)
+                args = [sys.executable, "-m", "tests.support.serve_function", *cli]
+            else:
+                args = [str(Path(sys.executable).parent / "functions-framework"), *cli]
+            url = f"http://127.0.0.1:{port}"
+            stack.enter_context(running(args, base_env(env), f"{url}/robots.txt", log_path))
+            return FunctionServer(url, data_dir, log_path, clock)
+
+        yield start
