@@ -13,6 +13,7 @@ import pytest
 
 from bitso_collector.grid import minute_of, slots_ahead
 from bitso_collector.keys import claim_key, run_record_key, snapshot_key
+from bitso_collector.timefmt import parse_rfc3339
 from tests.conftest import StartFunction
 from tests.fakes.fake_bitso import FakeBitso
 
@@ -66,3 +67,104 @@ def test_a_call_collects_its_seconds_exactly_as_served(
     summary = [line for line in server.log_lines() if line.get("event") == "run_summary"]
     assert summary[-1]["severity"] == "INFO"
     assert summary[-1]["written"] == 3
+
+
+def test_the_plain_cli_answers_400_for_bad_bodies_and_sends_nothing(
+    start_function: StartFunction, fake_bitso: FakeBitso
+) -> None:
+    server = start_function({"BITSO_API_URL": fake_bitso.url}, shifted_clock=False)
+    for raw, message in [
+        (b"{not json", "not JSON"),
+        (b'{"duration_seconds": 600}', "from 1 to 60"),
+        (b'{"books": ["btc-mxn"]}', "'btc-mxn'"),
+        (b'{"book": "btc_mxn"}', "unknown field(s) book"),
+    ]:
+        reply = server.call(raw=raw)
+        assert reply.status_code == 400
+        assert message in reply.json()["error"]
+    assert fake_bitso.requests == []
+    assert not server.data_dir.exists()
+
+
+def test_a_garbage_spewing_fake_loses_no_other_slot(
+    start_function: StartFunction, fake_bitso: FakeBitso
+) -> None:
+    server = start_function({**SETTINGS, "BITSO_API_URL": fake_bitso.url})
+    fake_bitso.configure(script=["garbage", "ok", "5xx", "ok", "truncate", "ok", "hang", "ok"])
+    minute = server.new_minute(-0.2)
+
+    record = server.call({"duration_seconds": 8}, minute_start=minute).json()
+
+    assert record["slots_planned"] == 8
+    assert record["failed"] == {"http_5xx": 1, "malformed": 2, "timeout": 1}
+    assert record["written"] == 4 and record["lost"] == []
+    stored = stored_snapshots(server.data_dir)
+    failed_keys = {snapshot_key("", f["book"], _ms(f["slot"])) for f in record["failures"]}
+    assert set(stored) == expected_keys(minute, minute, 8) - failed_keys
+    assert len(stored) == 4
+    served_sequences = {int(s["sequence"]) for s in fake_bitso.served}
+    assert {s["sequence"] for s in stored.values()} <= served_sequences
+
+
+def _ms(iso: str) -> int:
+    return round(parse_rfc3339(iso) * 1000)
+
+
+def test_a_dead_bitso_fails_every_slot_but_the_call_still_answers(
+    start_function: StartFunction,
+) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead_url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    server = start_function({**SETTINGS, "BITSO_API_URL": dead_url})
+    minute = server.new_minute(-0.2)
+    reply = server.call({"duration_seconds": 3}, minute_start=minute)
+    record = reply.json()
+    assert reply.status_code == 200
+    assert record["status"] == "degraded"
+    assert record["failed"] == {"connection": 3}
+    assert stored_snapshots(server.data_dir) == {}
+    warnings = [line for line in server.log_lines() if line["message"] == "slot failed"]
+    assert len(warnings) == 3 and all(w["severity"] == "WARNING" for w in warnings)
+
+
+def test_throttling_stops_requests_for_the_minute_and_answers_503(
+    start_function: StartFunction, fake_bitso: FakeBitso
+) -> None:
+    server = start_function({**SETTINGS, "BITSO_API_URL": fake_bitso.url})
+    fake_bitso.configure(script=["ok", "ok", "throttle"])
+    minute = server.new_minute(-0.2)
+    reply = server.call({"duration_seconds": 8}, minute_start=minute)
+    assert reply.status_code == 503
+    assert len(fake_bitso.requests) == 3
+    assert reply.json()["written"] == 2
+    summary = [line for line in server.log_lines() if line.get("event") == "run_summary"][-1]
+    assert summary["severity"] == "ERROR" and summary["throttled"] == 1
+
+
+def test_the_same_minute_called_twice_is_collected_once(
+    start_function: StartFunction, fake_bitso: FakeBitso
+) -> None:
+    server = start_function({**SETTINGS, "BITSO_API_URL": fake_bitso.url})
+    minute = server.new_minute(-0.2)
+    first = server.call({"duration_seconds": 2}, minute_start=minute)
+    sent = len(fake_bitso.requests)
+    again = server.call({"duration_seconds": 2}, minute_start=minute)
+    assert (first.status_code, again.status_code) == (200, 409)
+    assert again.json()["status"] == "claimed"
+    assert len(fake_bitso.requests) == sent == 2
+
+    minute = server.new_minute(-0.2)
+    replies: list[int] = []
+
+    def call() -> None:
+        replies.append(server.call({"duration_seconds": 2}, minute_start=minute).status_code)
+
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(replies) == [200, 409]
+    assert len(fake_bitso.requests) == sent + 2
+    assert len(stored_snapshots(server.data_dir)) == 4

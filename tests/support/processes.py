@@ -38,7 +38,11 @@ def running(
     """Start `args`, wait until `ready_url` answers any HTTP status, stop it on exit."""
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            args, env=dict(env), stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+            args,
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
             start_new_session=True,
         )
     try:
@@ -51,7 +55,9 @@ def running(
                 break
             except requests.ConnectionError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"{args[0]} did not start:\n{log_path.read_text()}")
+                    raise RuntimeError(
+                        f"{args[0]} did not start:\n{log_path.read_text()}"
+                    ) from None
                 time.sleep(0.1)
         yield process
     finally:

@@ -36,7 +36,8 @@ class Runtime:
 def build_runtime(settings: Settings, with_clock: Clock | None = None) -> Runtime:
     credentials = resolve_credentials(settings)
     strategy = make_strategy(settings.strategy, settings.api_url, credentials)
-    collector = Collector(settings, make_sink(settings), strategy, with_clock or clock, log)
+    the_clock = with_clock or clock
+    collector = Collector(settings, make_sink(settings, the_clock), strategy, the_clock, log)
     return Runtime(settings, collector)
 
 

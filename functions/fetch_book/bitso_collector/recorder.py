@@ -45,6 +45,7 @@ class CallRecorder:
         clock: Clock,
         log: JsonLogger,
         writers: int = 4,
+        finish_by: float | None = None,
     ) -> None:
         self._sink = sink
         self._storage = storage
@@ -55,7 +56,8 @@ class CallRecorder:
         self._fetching_closed = False
         self._writer = ThreadPoolExecutor(writers, thread_name_prefix="write")
         self._writes: dict[Future[None], Slot] = {}
-        self._finish_by: float | None = None
+        #: Writes give up by then (the sink's `deadline`); `finish_writes` may set it later.
+        self._finish_by: float | None = finish_by
         self.started_at: dict[int, float] = {}
         self.outcome: dict[int, str] = {}
         self.slot_of: dict[int, Slot] = {}

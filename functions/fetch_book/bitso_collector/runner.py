@@ -141,7 +141,7 @@ class Collector:
             return record
 
         storage = StorageOptions(prefix, self.settings.compression, self.settings.aggregate)
-        recorder = CallRecorder(self.sink, storage, self.clock, log)
+        recorder = CallRecorder(self.sink, storage, self.clock, log, finish_by=plan.finish_by)
         job = FetchJob(
             slots=plan.coverage.planned,
             clock=self.clock,

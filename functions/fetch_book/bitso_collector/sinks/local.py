@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -42,5 +43,6 @@ class LocalSink:
         except OSError as error:
             raise StorageError(f"cannot write {path}: {error.strerror or error}") from error
         finally:
-            temp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                temp.unlink()
         return True

@@ -17,6 +17,9 @@ from ..recorder import AFTER_THROTTLE, CallRecorder
 LATE = "late"
 DEADLINE = "deadline"
 IN_FLIGHT_LIMIT = "in_flight_limit"
+#: A request times out this long before the deadline, so a hung reply is counted as a timeout
+#: and only a request that could not even be timed out is counted as abandoned.
+TIMEOUT_HEADROOM_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -68,3 +71,8 @@ def begin(job: FetchJob, slot: Slot, room: bool = True) -> float | None:
     job.pacer.record(started)
     job.recorder.started(slot, started)
     return started
+
+
+def request_timeout(job: FetchJob, started: float) -> float:
+    """Seconds a request started at `started` may wait for its reply."""
+    return job.deadline - started - TIMEOUT_HEADROOM_S

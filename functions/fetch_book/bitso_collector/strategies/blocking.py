@@ -8,13 +8,13 @@ from concurrent.futures import wait as wait_for
 from ..bitso_client import BitsoClient
 from ..errors import BitsoError
 from ..grid import Slot
-from .base import FetchJob, begin, next_start
+from .base import FetchJob, begin, next_start, request_timeout
 
 
 def fetch_slot(client: BitsoClient, job: FetchJob, slot: Slot, started: float) -> None:
     """One request for one slot, its reply or error reported to the recorder."""
     try:
-        payload = client.order_book(slot.book, job.aggregate, timeout=job.deadline - started)
+        payload = client.order_book(slot.book, job.aggregate, timeout=request_timeout(job, started))
     except BitsoError as error:
         job.recorder.failed(slot, error)
         return

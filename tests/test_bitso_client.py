@@ -1,0 +1,79 @@
+"""The blocking Bitso client against the fake: one error type per failure, signed requests."""
+
+from __future__ import annotations
+
+import pytest
+
+from bitso_collector.bitso_client import BitsoClient
+from bitso_collector.errors import (
+    ConnectionFailed,
+    HttpError,
+    MalformedReply,
+    RequestTimeout,
+    ServerError,
+    Throttled,
+    UnknownBook,
+)
+from bitso_collector.signing import ApiCredentials
+from tests.fakes.fake_bitso import Behaviour, FakeBitso
+from tests.support.processes import free_port
+
+
+def test_an_order_book_comes_back_with_string_levels(fake_bitso: FakeBitso) -> None:
+    payload = BitsoClient(fake_bitso.url).order_book("btc_mxn")
+    assert len(payload["bids"]) == len(payload["asks"]) == 50
+    assert all(isinstance(level["price"], str) for level in payload["bids"])
+    assert int(payload["sequence"]) > 0
+    full = BitsoClient(fake_bitso.url).order_book("btc_mxn", aggregate=False)
+    assert len(full["bids"]) == 1000 and all("oid" in level for level in full["bids"])
+    assert [e.aggregate for e in fake_bitso.requests] == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        ("throttle", Throttled),
+        ("5xx", ServerError),
+        ("garbage", MalformedReply),
+        ("empty", MalformedReply),
+        ("truncate", MalformedReply),
+        ("hang", RequestTimeout),
+    ],
+)
+def test_each_fault_raises_its_own_error(
+    fake_bitso: FakeBitso, fault: str, error: type[Exception]
+) -> None:
+    fake_bitso.configure(script=[fault])
+    with pytest.raises(error) as caught:
+        BitsoClient(fake_bitso.url, read_timeout=0.5).order_book("btc_mxn")
+    assert type(caught.value) is error
+
+
+def test_unknown_books_unknown_paths_and_dead_servers(fake_bitso: FakeBitso) -> None:
+    with pytest.raises(UnknownBook, match="0301"):
+        BitsoClient(fake_bitso.url).order_book("nope_usd")
+    with pytest.raises(HttpError, match="404"):
+        BitsoClient(fake_bitso.url + "/elsewhere").order_book("btc_mxn")
+    with pytest.raises(ConnectionFailed):
+        BitsoClient(f"http://127.0.0.1:{free_port()}").order_book("btc_mxn")
+
+
+def test_the_fake_throttles_past_60_starts_a_minute_and_locks_out() -> None:
+    with FakeBitso(Behaviour(limit=60, window=60)) as fake:
+        client = BitsoClient(fake.url)
+        for _ in range(60):
+            client.order_book("btc_mxn")
+        with pytest.raises(Throttled, match="0801"):
+            client.order_book("btc_mxn")
+        with pytest.raises(Throttled):
+            client.order_book("btc_mxn")
+        assert [e.status for e in fake.requests[-3:]] == [200, 420, 420]
+
+
+def test_signed_requests_verify_and_bad_keys_are_refused() -> None:
+    with FakeBitso(Behaviour(api_key="key-1", api_secret="secret-1")) as fake:
+        BitsoClient(fake.url, ApiCredentials("key-1", "secret-1")).order_book("btc_mxn")
+        with pytest.raises(Exception, match="0201") as caught:
+            BitsoClient(fake.url, ApiCredentials("key-1", "wrong")).order_book("btc_mxn")
+        assert "wrong" not in str(caught.value)
+        assert [e.auth for e in fake.requests] == ["valid", "invalid"]

@@ -1,0 +1,112 @@
+"""Settings: defaults, `.env`, and one clear message per bad value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bitso_collector.config import ConfigError, Settings, load_settings, read_dotenv
+
+
+def settings(**env: str) -> Settings:
+    return load_settings(env, dotenv=None)
+
+
+def test_defaults_follow_the_design() -> None:
+    s = settings()
+    assert s.books == ("btc_mxn",)
+    assert s.api_url == "https://api.bitso.com"
+    assert s.aggregate is True
+    assert s.requests_per_minute == 59
+    assert s.strategy == "threaded"
+    assert s.gcs_bucket is None
+    assert s.local_data_dir == "data"
+    assert s.object_prefix == ""
+    assert s.compression == "none"
+
+
+def test_values_are_parsed() -> None:
+    s = settings(
+        BITSO_BOOKS="btc_mxn, eth_mxn",
+        BITSO_AGGREGATE="FALSE",
+        REQUESTS_PER_MINUTE="60",
+        STRATEGY="Sequential",
+        GCS_BUCKET="gs://my-bucket/",
+        OBJECT_PREFIX="/raw/bitso/",
+        COMPRESSION="gzip",
+        BITSO_API_URL="http://127.0.0.1:9000/",
+    )
+    assert s.books == ("btc_mxn", "eth_mxn")
+    assert s.aggregate is False
+    assert s.requests_per_minute == 60
+    assert s.strategy == "sequential"
+    assert s.gcs_bucket == "my-bucket"
+    assert s.object_prefix == "raw/bitso"
+    assert s.compression == "gzip"
+    assert s.api_url == "http://127.0.0.1:9000"
+
+
+def test_settings_are_immutable() -> None:
+    s = settings()
+    with pytest.raises(AttributeError):
+        s.books = ("eth_mxn",)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"STRATEGY": "multiprocess"}, ["STRATEGY", "sequential, threaded, asyncio"]),
+        ({"BITSO_BOOKS": "BTC-MXN"}, ["BITSO_BOOKS", "'BTC-MXN'", "btc_mxn"]),
+        ({"BITSO_BOOKS": "btc_mxn,"}, ["BITSO_BOOKS", "''"]),
+        ({"BITSO_BOOKS": ""}, ["BITSO_BOOKS", "empty"]),
+        ({"BITSO_BOOKS": "btc_mxn,btc_mxn"}, ["BITSO_BOOKS", "more than once"]),
+        ({"REQUESTS_PER_MINUTE": "61"}, ["REQUESTS_PER_MINUTE", "1 to 60"]),
+        ({"REQUESTS_PER_MINUTE": "0"}, ["REQUESTS_PER_MINUTE", "1 to 60"]),
+        ({"REQUESTS_PER_MINUTE": "fast"}, ["REQUESTS_PER_MINUTE", "whole number"]),
+        ({"BITSO_AGGREGATE": "maybe"}, ["BITSO_AGGREGATE", "true or false"]),
+        ({"COMPRESSION": "zstd"}, ["COMPRESSION", "none, gzip"]),
+        ({"BITSO_API_URL": "ftp://x"}, ["BITSO_API_URL", "http(s) URL"]),
+        ({"GCS_BUCKET": "Bad_Bucket!"}, ["GCS_BUCKET", "bucket name"]),
+        ({"OBJECT_PREFIX": "a//b c"}, ["OBJECT_PREFIX"]),
+        ({"BITSO_API_KEY": "k"}, ["BITSO_API_KEY and BITSO_API_SECRET"]),
+        ({"BITSO_API_KEY_SECRET": "my-secret"}, ["BITSO_API_KEY_SECRET", "projects/PROJECT"]),
+    ],
+)
+def test_bad_values_name_the_variable_and_what_is_allowed(
+    env: dict[str, str], names: list[str]
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings(**env)
+    for name in names:
+        assert name in str(caught.value)
+
+
+def test_dotenv_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        "# local settings\n"
+        "export BITSO_BOOKS=eth_mxn,xrp_mxn\n"
+        "STRATEGY='sequential'\n"
+        'BITSO_API_KEY="key with spaces"\n'
+        "BITSO_API_SECRET=s3cret # a comment\n"
+    )
+    s = load_settings({"STRATEGY": "threaded"}, dotenv=dotenv)
+    assert s.books == ("eth_mxn", "xrp_mxn")
+    assert s.strategy == "threaded"
+    assert s.api_key == "key with spaces"
+    assert s.api_secret == "s3cret"
+
+
+def test_a_broken_dotenv_line_is_named(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("BITSO_BOOKS=btc_mxn\nthis is not a setting\n")
+    with pytest.raises(ConfigError, match=r"\.env:2 is not a KEY=VALUE line"):
+        read_dotenv(dotenv)
+
+
+def test_credentials_never_show_in_the_repr() -> None:
+    s = settings(BITSO_API_KEY="visible-key-123", BITSO_API_SECRET="hidden-secret-456")
+    assert "hidden-secret-456" not in repr(s)
+    assert "visible-key-123" not in repr(s)
+    assert "api_secret='***'" in repr(s)
