@@ -11,14 +11,14 @@ import sys
 
 from .app import build_runtime
 from .call_options import BadRequest, CallOptions, parse_body
-from .clock import SystemClock
+from .clock import Clock, SystemClock
 from .config import ConfigError, load_settings
 from .credentials import CredentialsError
 from .grid import MINUTE_MS, minute_of
 from .timefmt import iso_minute
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, clock: Clock | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bitso_collector.cli", description="Collect Bitso order book snapshots."
     )
@@ -36,13 +36,13 @@ def main(argv: list[str] | None = None) -> int:
         body["books"] = args.books.split(",")
     if args.duration is not None:
         body["duration_seconds"] = args.duration
+    clock = clock or SystemClock()
     try:
         parsed = parse_body(json.dumps(body).encode())
-        runtime = build_runtime(load_settings())
+        runtime = build_runtime(load_settings(), clock)
     except (BadRequest, ConfigError, CredentialsError) as error:
         parser.error(str(error))
 
-    clock = SystemClock()
     collector = runtime.collector
     failed = False
     for index in range(args.minutes):
