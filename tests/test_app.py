@@ -16,7 +16,7 @@ from functions_framework import create_app
 from bitso_collector import app as app_module
 from bitso_collector.clock import ShiftedClock
 from bitso_collector.timefmt import iso_millis
-from tests.fakes.fake_bitso import FakeBitso
+from tests.fakes.fake_bitso import Behaviour, FakeBitso
 
 MAIN = Path(__file__).parents[1] / "functions/fetch_book/main.py"
 
@@ -139,3 +139,57 @@ def test_a_misconfigured_instance_answers_500_naming_the_variable(
     assert reply.status_code == 500
     assert "REQUESTS_PER_MINUTE=120 is outside 1 to 60" in reply.get_json()["error"]
     assert harness.fake.requests == []
+
+
+def test_logs_are_json_lines_with_the_trace_and_one_summary(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    minute = harness.fresh_minute()
+    harness.fake.configure(script=["ok", "5xx"])
+    trace = "105445aa7843bc8bf206b12000100000/1;o=1"
+    reply = harness.post(
+        {"duration_seconds": 2},
+        minute=minute,
+        headers={"X-Cloud-Trace-Context": trace},
+    )
+    assert reply.status_code == 200
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines, "nothing was logged"
+    run_id = reply.get_json()["run_id"]
+    for line in lines:
+        assert {"severity", "message", "run_id", "books"} <= set(line)
+        assert line["run_id"] == run_id
+        assert line["logging.googleapis.com/trace"].endswith("105445aa7843bc8bf206b12000100000")
+    summaries = [line for line in lines if line.get("event") == "run_summary"]
+    assert len(summaries) == 1
+    assert summaries[0]["severity"] == "WARNING"
+    assert (summaries[0]["written"], summaries[0]["failed"]) == (1, 1)
+    assert summaries[0]["failed_by_reason"] == {"http_5xx": 1}
+
+
+def test_local_keys_sign_every_request_and_never_show(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key, secret = "key-AbC123", "secret-XyZ789-never-print"
+    with FakeBitso(Behaviour(api_key=key, api_secret=secret)) as fake:
+        monkeypatch.chdir(tmp_path)
+        (tmp_path / ".env").write_text(f"BITSO_API_KEY={key}\nBITSO_API_SECRET={secret}\n")
+        monkeypatch.setenv("BITSO_API_URL", fake.url)
+        monkeypatch.setenv("LOCAL_DATA_DIR", str(tmp_path / "data"))
+        app_module.reset_runtime()
+        client = create_app(target="fetch_book", source=str(MAIN)).test_client()
+        harness = Harness(client, fake, tmp_path / "data")
+        try:
+            minute = harness.fresh_minute()
+            harness.fake.configure(script=["ok", "5xx"])
+            reply = harness.post({"duration_seconds": 2}, minute=minute)
+        finally:
+            app_module.reset_runtime()
+            app_module.clock = ShiftedClock(0)
+        assert [entry.auth for entry in fake.requests] == ["valid", "valid"]
+    shown = capsys.readouterr().out + reply.get_data(as_text=True)
+    for path in (tmp_path / "data").rglob("*"):
+        if path.is_file():
+            shown += path.read_text()
+    assert secret not in shown
+    assert key not in shown
