@@ -1,0 +1,66 @@
+# ---------------------------------------------------------------------------
+# BigQuery over the compacted Parquet files (no data is copied into BigQuery:
+# queries read gs://<data bucket>/<compacted_prefix>/ directly).
+# ---------------------------------------------------------------------------
+
+resource "google_bigquery_dataset" "archive" {
+  #checkov:skip=CKV_GCP_81:The dataset holds only an external table definition over public market data; rows stay in GCS under Google-managed encryption, so a customer-managed key would protect nothing.
+  count = var.enable_compaction ? 1 : 0
+
+  dataset_id  = var.bigquery_dataset_id
+  location    = var.region # same region as the bucket it reads
+  description = "Bitso order book snapshots, compacted hourly to Parquet in gs://${google_storage_bucket.data.name}/${var.compacted_prefix}/."
+
+  # Only table definitions live here; the data is in the bucket.
+  delete_contents_on_destroy = true
+
+  labels = merge(var.labels, { component = "analytics" })
+
+  depends_on = [google_project_service.apis]
+}
+
+# One row per book level: slot, received_at, sequence, side, level, price,
+# amount, oid (from the Parquet files) plus book, year, month, day, hour (from
+# the hive path). Typical query:
+#   SELECT slot, side, level, price, amount FROM `<table_id output>`
+#   WHERE book = 'btc_mxn' AND year = 2026 AND month = 11 AND day = 24
+#
+# price and amount are Parquet DECIMAL(38,18). The API's decimalTargetTypes
+# (which would let BigQuery pick BIGNUMERIC) is not exposed by the Google
+# provider (hashicorp/terraform-provider-google#12937), so BigQuery reads them
+# as NUMERIC (precision 38, scale 9). That holds Bitso prices and amounts
+# exactly (they carry at most 8 decimals); should a value ever carry more than
+# 9 significant decimals, BigQuery's documented behaviour is a read error for
+# values outside the chosen type, not a silent change. If BIGNUMERIC is ever
+# needed, define the table outside Terraform with
+# `bq mkdef --decimal_target_types=NUMERIC,BIGNUMERIC ...`.
+resource "google_bigquery_table" "order_book_levels" {
+  #checkov:skip=CKV_GCP_80:External table: BigQuery stores no rows, only the definition; the Parquet files are encrypted by Cloud Storage.
+  #checkov:skip=CKV_GCP_121:The table is only a definition over files in GCS (dropping it loses no data), and deletion protection would make `make destroy` fail.
+  count = var.enable_compaction && var.create_bigquery_table ? 1 : 0
+
+  dataset_id          = google_bigquery_dataset.archive[0].dataset_id
+  table_id            = var.bigquery_table_id
+  description         = "Bitso order book levels, one row per level per snapshot, read from hourly Parquet files."
+  deletion_protection = false
+
+  labels = merge(var.labels, { component = "analytics" })
+
+  external_data_configuration {
+    source_format = "PARQUET"
+    autodetect    = true
+    source_uris   = ["gs://${google_storage_bucket.data.name}/${var.compacted_prefix}/*"]
+
+    # Partition keys from the object path, with explicit types.
+    hive_partitioning_options {
+      mode                     = "CUSTOM"
+      source_uri_prefix        = "gs://${google_storage_bucket.data.name}/${var.compacted_prefix}/{book:STRING}/{year:INTEGER}/{month:INTEGER}/{day:INTEGER}/{hour:INTEGER}"
+      require_partition_filter = var.bigquery_require_partition_filter
+    }
+
+    parquet_options {
+      enum_as_string        = true
+      enable_list_inference = false
+    }
+  }
+}

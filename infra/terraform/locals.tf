@@ -1,0 +1,93 @@
+locals {
+  data_bucket_name   = var.data_bucket_name != "" ? var.data_bucket_name : "${var.project_id}-bitso-books"
+  source_bucket_name = var.source_bucket_name != "" ? var.source_bucket_name : "${var.project_id}-bitso-fn-source"
+
+  # A 2nd gen function runs as a Cloud Run service of the same name; the log
+  # filters and the run.invoker bindings below rely on that.
+  fetch_book_name   = "${var.name_prefix}-fetch-book"
+  compact_hour_name = "${var.name_prefix}-compact-hour"
+
+  # Secret Manager secrets (containers only), keyed by the environment
+  # variable that carries their version name.
+  bitso_secret_ids = {
+    BITSO_API_KEY_SECRET    = "${var.name_prefix}-api-key"
+    BITSO_API_SECRET_SECRET = "${var.name_prefix}-api-secret"
+  }
+  bitso_secrets = { for env, id in local.bitso_secret_ids : env => id if var.create_bitso_secrets }
+
+  # Every setting of the DESIGN.md configuration table that applies in the
+  # cloud (LOCAL_DATA_DIR is local only, BITSO_API_KEY/SECRET are replaced by
+  # the *_SECRET names below).
+  fetch_book_env = {
+    BITSO_BOOKS          = join(",", var.bitso_books)
+    BITSO_API_URL        = var.bitso_api_url
+    BITSO_AGGREGATE      = tostring(var.bitso_aggregate)
+    REQUESTS_PER_MINUTE  = tostring(var.requests_per_minute)
+    STRATEGY             = var.strategy
+    GCS_BUCKET           = google_storage_bucket.data.name
+    OBJECT_PREFIX        = var.object_prefix
+    COMPRESSION          = var.compression
+    GOOGLE_CLOUD_PROJECT = var.project_id # log lines link to their request's trace
+    LOG_EXECUTION_ID     = "true"
+  }
+
+  # projects/P/secrets/S/versions/latest, only when the secrets exist: a name
+  # pointing at a missing secret would make every call fail.
+  bitso_secret_env = {
+    for env, secret in google_secret_manager_secret.bitso : env => "${secret.id}/versions/latest"
+  }
+
+  compact_hour_env = {
+    GCS_BUCKET       = google_storage_bucket.data.name
+    OBJECT_PREFIX    = var.object_prefix
+    COMPACTED_PREFIX = var.compacted_prefix
+    LOG_EXECUTION_ID = "true"
+  }
+
+  # Function sources. Zipped from `source` blocks (not source_dir) so that
+  # caches and byte code never end up in the archive, and the hash (hence the
+  # object name, hence a redeploy) changes only when real source changes.
+  # Sources must be UTF-8 text (file() reads them).
+  fetch_book_dir = "${path.module}/../../functions/fetch_book"
+  fetch_book_files = sort([
+    for f in fileset(local.fetch_book_dir, "**") : f
+    if !strcontains(f, "__pycache__") && !endswith(f, ".pyc") && !startswith(f, ".") && !strcontains(f, "/.")
+  ])
+
+  compact_hour_dir  = "${path.module}/../../functions/compact_hour"
+  bitso_archive_dir = "${path.module}/../../bitso_archive"
+  compact_hour_files = merge(
+    {
+      for f in fileset(local.compact_hour_dir, "**") : f => "${local.compact_hour_dir}/${f}"
+      if !strcontains(f, "__pycache__") && !endswith(f, ".pyc") && !startswith(f, ".") && !strcontains(f, "/.")
+    },
+    # The shared package goes in as bitso_archive/... next to main.py, so
+    # `import bitso_archive` works in the function.
+    {
+      for f in fileset(local.bitso_archive_dir, "**") : "bitso_archive/${f}" => "${local.bitso_archive_dir}/${f}"
+      if !strcontains(f, "__pycache__") && !endswith(f, ".pyc") && !startswith(f, ".") && !strcontains(f, "/.")
+    },
+  )
+
+  # The summary line each fetch_book call logs (one JSON object, parsed by
+  # Cloud Logging into jsonPayload).
+  run_summary_filter = join(" AND ", [
+    "resource.type=\"cloud_run_revision\"",
+    "resource.labels.service_name=\"${local.fetch_book_name}\"",
+    "jsonPayload.event=\"run_summary\"",
+  ])
+
+  apis = toset([
+    "artifactregistry.googleapis.com",
+    "bigquery.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "cloudfunctions.googleapis.com",
+    "cloudscheduler.googleapis.com",
+    "iam.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
+    "run.googleapis.com",
+    "secretmanager.googleapis.com",
+    "storage.googleapis.com",
+  ])
+}
