@@ -193,3 +193,21 @@ def test_local_keys_sign_every_request_and_never_show(
             shown += path.read_text()
     assert secret not in shown
     assert key not in shown
+
+
+def test_an_unexpected_error_answers_json_500_and_logs_its_trace(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    harness.fresh_minute()
+    runtime = app_module.get_runtime()
+
+    def broken(job: object) -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(runtime.collector.strategy, "run", broken)
+    reply = harness.post({"duration_seconds": 2})
+    assert reply.status_code == 500
+    assert reply.get_json() == {"error": "unexpected error: ZeroDivisionError", "status": "error"}
+    errors = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert errors[-1]["severity"] == "ERROR"
+    assert "ZeroDivisionError: a bug" in errors[-1]["stack_trace"]

@@ -88,4 +88,9 @@ def handle(request: flask.Request) -> flask.Response:
     except StorageError as error:
         log.error("cannot claim the minute", reason=str(error))
         return _answer({"error": f"cannot claim the minute: {error}", "status": "lost"}, 500)
+    except Exception as error:  # a bug must still answer JSON and leave a trace in the logs
+        log.error("unexpected error", error=f"{type(error).__name__}: {error}", exc_info=True)
+        return _answer(
+            {"error": f"unexpected error: {type(error).__name__}", "status": "error"}, 500
+        )
     return _answer(record, record["http_status"])

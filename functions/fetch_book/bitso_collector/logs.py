@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import threading
+import traceback
 from typing import Any, TextIO
 
 _write_lock = threading.Lock()
@@ -21,8 +22,10 @@ class JsonLogger:
         """A logger that adds `fields` to every line (run id, trace, books)."""
         return JsonLogger(self._stream, **{**self._fields, **fields})
 
-    def log(self, severity: str, message: str, **fields: Any) -> None:
+    def log(self, severity: str, message: str, exc_info: bool = False, **fields: Any) -> None:
         entry = {"severity": severity, "message": message, **self._fields, **fields}
+        if exc_info:  # Error Reporting picks up `stack_trace`
+            entry["stack_trace"] = traceback.format_exc()
         line = json.dumps(entry, default=str, separators=(",", ":"))
         stream = self._stream or sys.stdout
         with _write_lock:
@@ -35,8 +38,8 @@ class JsonLogger:
     def warning(self, message: str, **fields: Any) -> None:
         self.log("WARNING", message, **fields)
 
-    def error(self, message: str, **fields: Any) -> None:
-        self.log("ERROR", message, **fields)
+    def error(self, message: str, exc_info: bool = False, **fields: Any) -> None:
+        self.log("ERROR", message, exc_info=exc_info, **fields)
 
 
 def trace_fields(header: str | None, project: str | None = None) -> dict[str, str]:
