@@ -25,15 +25,11 @@ resource "google_bigquery_dataset" "archive" {
 #   SELECT slot, side, level, price, amount FROM `<table_id output>`
 #   WHERE book = 'btc_mxn' AND year = 2026 AND month = 11 AND day = 24
 #
-# price and amount are Parquet DECIMAL(38,18). The API's decimalTargetTypes
-# (which would let BigQuery pick BIGNUMERIC) is not exposed by the Google
-# provider (hashicorp/terraform-provider-google#12937), so BigQuery reads them
-# as NUMERIC (precision 38, scale 9). That holds Bitso prices and amounts
-# exactly (they carry at most 8 decimals); should a value ever carry more than
-# 9 significant decimals, BigQuery's documented behaviour is a read error for
-# values outside the chosen type, not a silent change. If BIGNUMERIC is ever
-# needed, define the table outside Terraform with
-# `bq mkdef --decimal_target_types=NUMERIC,BIGNUMERIC ...`.
+# price and amount are Parquet DECIMAL(38,9): exactly BigQuery's NUMERIC (29
+# integer digits, 9 decimals), which is the type BigQuery maps Parquet decimals
+# to by default, so they arrive exact with no decimal_target_types option.
+# Bitso sends at most 8 decimals; the compactor refuses (never rounds) a value
+# that would not fit.
 resource "google_bigquery_table" "order_book_levels" {
   #checkov:skip=CKV_GCP_80:External table: BigQuery stores no rows, only the definition; the Parquet files are encrypted by Cloud Storage.
   #checkov:skip=CKV_GCP_121:The table is only a definition over files in GCS (dropping it loses no data), and deletion protection would make `make destroy` fail.
