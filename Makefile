@@ -12,7 +12,7 @@ export PYTHONPATH := $(CURDIR)/$(FUNCTION_DIR):$(CURDIR)
 .PHONY: help install run serve lint test bench clean
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt $(FUNCTION_DIR)/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,12 +26,13 @@ run: $(STAMP) ## Collect one minute of snapshots from Bitso into data/
 	$(PY) -m bitso_collector.cli
 
 serve: $(STAMP) ## Serve fetch_book on http://localhost:8080 (curl it to collect a minute)
-	cd $(FUNCTION_DIR) && ../../$(BIN)/functions-framework --target=fetch_book --port=8080
+	$(BIN)/functions-framework --target=fetch_book --source=$(FUNCTION_DIR)/main.py --port=8080
 
-lint: $(STAMP) ## ruff check, ruff format --check, mypy
+lint: $(STAMP) tf-lint ## ruff check, ruff format --check, mypy, terraform fmt -check, checkov
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(FUNCTION_DIR)/bitso_collector $(FUNCTION_DIR)/main.py
+	$(BIN)/mypy bitso_archive functions/compact_hour/main.py
 
 test: lint ## Lint, then every test
 	$(BIN)/pytest

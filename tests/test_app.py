@@ -211,3 +211,17 @@ def test_an_unexpected_error_answers_json_500_and_logs_its_trace(
     errors = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert errors[-1]["severity"] == "ERROR"
     assert "ZeroDivisionError: a bug" in errors[-1]["stack_trace"]
+
+
+def test_a_window_asked_for_mid_minute_is_ok_and_a_late_full_minute_is_degraded(
+    harness: Harness,
+) -> None:
+    minute = harness.fresh_minute(seconds_into=20.0)
+    record = harness.post({"duration_seconds": 2}, minute=minute).get_json()
+    assert (record["status"], record["slots_missed_late"], record["written"]) == ("ok", 20, 2)
+
+    minute = harness.fresh_minute(seconds_into=57.5)
+    record = harness.post(minute=minute).get_json()
+    assert record["status"] == "degraded"
+    assert record["slots_missed_late"] == 57  # slot 56 (56.949 s) is past its 0.508 s allowance
+    assert record["written"] == record["slots_planned"] == 2
