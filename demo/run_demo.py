@@ -1,0 +1,234 @@
+"""`make demo`: the whole cloud path, offline, in about 20 seconds.
+
+Starts the fake Bitso (a process), an in-memory GCS emulator behind the strict proxy that enforces
+create-only writes, and the real `functions-framework --target=fetch_book` server with GCS_BUCKET
+and STORAGE_EMULATOR_HOST pointing at them. Triggers one call as Cloud Scheduler would (10 s of
+collection), lists the `gs://` objects that landed, prints the run record, calls the same minute
+again to show the claim at work (409, nothing sent to Bitso), then stops everything by PID.
+Nothing leaves 127.0.0.1 and nothing is kept: the emulator lives in memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FUNCTION_DIR = REPO / "functions" / "fetch_book"
+for _path in (str(REPO), str(FUNCTION_DIR)):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+import requests  # noqa: E402
+
+from tests.fakes.strict_gcs import running_strict_gcs  # noqa: E402
+
+BUCKET = "bitso-demo"
+SCHEDULE_HEADER = "X-CloudScheduler-ScheduleTime"
+MIN_SECONDS_LEFT = 15.0
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env(extra: dict[str, str]) -> dict[str, str]:
+    """This environment without collector or Google settings, plus `extra`."""
+    drop = ("BITSO_", "GCS_", "STORAGE_EMULATOR_HOST", "SECRET_MANAGER_", "COMPRESSION")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env["PYTHONPATH"] = os.pathsep.join([str(FUNCTION_DIR), str(REPO)])
+    env.update(extra)
+    return env
+
+
+@contextlib.contextmanager
+def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[str]]:
+    """Start `args` in its own process group (cwd: a scratch dir, so no `.env` is read) and
+    stop that group by PID on exit."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and tools
+            args,
+            env=env,
+            cwd=log.parent,
+            stdout=subprocess.PIPE if "fake_bitso" in " ".join(args) else out,
+            stderr=out,
+            text=True,
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wait_until_up(url: str, proc: subprocess.Popen[str], log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"the function server exited early:\n{log.read_text()}")
+        try:
+            requests.get(f"{url}/robots.txt", timeout=1)
+            return
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the function server did not start:\n{log.read_text()}") from None
+            time.sleep(0.1)
+
+
+def iso_minute(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def pick_minute() -> float:
+    """This minute if it has 15 s left for the collection, else the next one (waiting for it)."""
+    now = time.time()
+    minute = math.floor(now / 60) * 60.0
+    left = minute + 60 - now
+    if left >= MIN_SECONDS_LEFT:
+        return minute
+    say(f"Only {left:.0f} s left in this minute; waiting for {iso_minute(minute + 60)} ...")
+    time.sleep(max(0.0, minute + 60 - time.time() - 0.3))
+    return minute + 60
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10, help="seconds to collect (10)")
+    parser.add_argument("--books", default="btc_mxn,eth_mxn")
+    parser.add_argument("--compression", choices=("none", "gzip"), default="none")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    bin_dir = Path(sys.executable).parent
+
+    with contextlib.ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bitso-demo-")))
+        gcs = stack.enter_context(running_strict_gcs())
+        gcs.create_bucket(BUCKET)
+        say(f"GCS emulator (in memory, strict create-only proxy): {gcs.url}, bucket gs://{BUCKET}")
+
+        bitso = stack.enter_context(
+            process(
+                [sys.executable, "-m", "tests.fakes.fake_bitso", "--latency", "typical"],
+                clean_env({}),
+                scratch / "fake_bitso.log",
+            )
+        )
+        assert bitso.stdout is not None
+        bitso_url = bitso.stdout.readline().strip()
+        if not bitso_url.startswith("http://127.0.0.1:"):
+            raise SystemExit(f"the fake Bitso did not start: {bitso_url!r}")
+        say(f"Fake Bitso (typical latency): {bitso_url}")
+
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = scratch / "function.log"
+        settings = {
+            "GCS_BUCKET": BUCKET,
+            "STORAGE_EMULATOR_HOST": gcs.url,
+            "BITSO_API_URL": bitso_url,
+            "BITSO_BOOKS": args.books,
+            "COMPRESSION": args.compression,
+            "LOCAL_DATA_DIR": str(scratch / "data"),
+        }
+        server = stack.enter_context(
+            process(
+                [
+                    str(bin_dir / "functions-framework"),
+                    "--target=fetch_book",
+                    f"--source={FUNCTION_DIR / 'main.py'}",
+                    "--host=127.0.0.1",
+                    f"--port={port}",
+                ],
+                clean_env(settings),
+                log,
+            )
+        )
+        wait_until_up(url, server, log)
+        say(f"functions-framework --target=fetch_book: {url}")
+        say("  " + " ".join(f"{k}={v}" for k, v in settings.items() if k != "LOCAL_DATA_DIR"))
+
+        minute = pick_minute()
+        body = {"duration_seconds": args.seconds}
+        headers = {SCHEDULE_HEADER: iso_minute(minute)}
+        say()
+        say(f"POST {url}  {json.dumps(body)}  {SCHEDULE_HEADER}: {headers[SCHEDULE_HEADER]}")
+        say(f"  collecting {args.seconds:g} s of {args.books} ...")
+        reply = requests.post(url, json=body, headers=headers, timeout=75)
+        record = reply.json()
+        say(f"  -> HTTP {reply.status_code}, status {record.get('status')}")
+
+        say()
+        say("Objects in the bucket:")
+        items = gcs.list_objects(BUCKET)
+        for item in items:
+            encoding = f", {item['contentEncoding']}" if item.get("contentEncoding") else ""
+            say(
+                f"  gs://{BUCKET}/{item['name']}  "
+                f"({item['size']} bytes, {item['contentType']}{encoding})"
+            )
+
+        snapshots = [item for item in items if not item["name"].startswith("_runs/")]
+        if snapshots:
+            first = snapshots[0]
+            data = gcs.read_object(BUCKET, first["name"])
+            if first.get("contentEncoding") == "gzip":
+                data = gzip.decompress(data)
+            snapshot = json.loads(data)
+            say(
+                f"  e.g. {first['name'].rsplit('/', 1)[-1]}: sequence {snapshot['sequence']}, "
+                f"best bid {snapshot['bids'][0]['price']}, "
+                f"best ask {snapshot['asks'][0]['price']}, "
+                f"{len(snapshot['bids'])}+{len(snapshot['asks'])} levels, "
+                f"{snapshot['latency_ms']:.0f} ms round trip"
+            )
+
+        say()
+        say(f"Run record ({record.get('run_record', 'not stored; this is the HTTP reply')}):")
+        say(json.dumps(record, indent=2))
+
+        requests_before = len(requests.get(f"{bitso_url}/_requests", timeout=5).json())
+        again = requests.post(url, json=body, headers=headers, timeout=75)
+        requests_after = len(requests.get(f"{bitso_url}/_requests", timeout=5).json())
+        say()
+        say(
+            f"The same minute again: HTTP {again.status_code} ({again.json().get('status')}); "
+            f"Bitso got {requests_after - requests_before} more requests, "
+            "the claim object made sure of it."
+        )
+        failed = reply.status_code != 200 or again.status_code != 409
+        if failed:
+            say()
+            say(f"Something went wrong; the function's log:\n{log.read_text()}")
+        say()
+        say("Stopping the function server, the fake Bitso and the emulator ...")
+
+    say(f"Done in {time.monotonic() - started:.0f} s.")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
