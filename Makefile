@@ -14,7 +14,7 @@ export PYTHONPATH := $(CURDIR)/$(FUNCTION_DIR):$(CURDIR)
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt $(FUNCTION_DIR)/requirements.txt
+$(STAMP): requirements.txt requirements-test.txt $(FUNCTION_DIR)/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt

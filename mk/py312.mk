@@ -1,0 +1,20 @@
+# The function's tests on Python 3.12, the Cloud Functions runtime (development runs on 3.11+).
+# Included by the root Makefile.
+PY312 ?= $(shell command -v python3.12 2>/dev/null || \
+	(command -v pyenv >/dev/null && PYENV_VERSION=$$(pyenv latest 3.12 2>/dev/null) pyenv which python3.12 2>/dev/null))
+VENV312 := .venv-py312
+STAMP312 := $(VENV312)/.installed
+# Everything but the archive reader (not deployed with the function) and the Terraform checks.
+PY312_TESTS := --ignore=tests/archive --ignore=tests/test_terraform.py
+
+.PHONY: test-py312
+
+$(STAMP312): $(FUNCTION_DIR)/requirements.txt requirements-test.txt
+	@test -n "$(PY312)" || { echo "error: python3.12 not found; install Python 3.12 to run test-py312" >&2; exit 1; }
+	$(PY312) -m venv $(VENV312)
+	$(VENV312)/bin/pip install --quiet --upgrade pip
+	$(VENV312)/bin/pip install --quiet -r $(FUNCTION_DIR)/requirements.txt -r requirements-test.txt
+	touch $@
+
+test-py312: $(STAMP312) ## The function's tests on Python 3.12 (its Cloud Functions runtime)
+	$(VENV312)/bin/pytest -p no:cacheprovider $(PY312_TESTS)
