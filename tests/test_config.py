@@ -110,3 +110,9 @@ def test_credentials_never_show_in_the_repr() -> None:
     assert "hidden-secret-456" not in repr(s)
     assert "visible-key-123" not in repr(s)
     assert "api_secret='***'" in repr(s)
+
+
+def test_the_example_dotenv_gives_the_defaults() -> None:
+    example = Path(__file__).parents[1] / ".env.example"
+    assert read_dotenv(example) == {}  # everything is commented out
+    assert load_settings({}, dotenv=example) == Settings()

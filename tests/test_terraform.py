@@ -692,3 +692,25 @@ def test_checkov_skips_carry_a_reason(tf: dict[str, Any]) -> None:
                 assert match.group(2) == ":" and len(match.group(3).strip()) > 20, (
                     f"{path.name}: skip of {match.group(1)} without a real reason"
                 )
+
+
+#: Read by the function but rightly not set by Terraform: local-only settings, the test/emulator
+#: endpoint, and the project id's legacy alias (Terraform sets GOOGLE_CLOUD_PROJECT).
+NOT_DEPLOYED_ENV = {*LOCAL_ONLY_ENV, "SECRET_MANAGER_ENDPOINT", "GCP_PROJECT"}
+
+
+def environment_read_by_the_function() -> set[str]:
+    """Every environment variable name the collector's code reads, found in its source."""
+    package = Path(__file__).parents[1] / "functions" / "fetch_book" / "bitso_collector"
+    names: set[str] = set()
+    for source in package.rglob("*.py"):
+        text = source.read_text()
+        names |= set(re.findall(r'(?:get|environ\.get|getenv)\(\s*"([A-Z][A-Z0-9_]+)"', text))
+        names |= set(re.findall(r'^[A-Z_]+_ENV = "([A-Z][A-Z0-9_]+)"', text, re.MULTILINE))
+    return names
+
+
+def test_every_variable_the_function_reads_is_deployed_or_known_local() -> None:
+    read = environment_read_by_the_function()
+    assert set(FETCH_BOOK_ENV) <= read, "Terraform sets variables the code no longer reads"
+    assert read - NOT_DEPLOYED_ENV == set(FETCH_BOOK_ENV)
