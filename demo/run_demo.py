@@ -15,14 +15,9 @@ import contextlib
 import gzip
 import json
 import math
-import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,6 +29,7 @@ for _path in (str(REPO), str(FUNCTION_DIR)):
 import requests  # noqa: E402
 
 from tests.fakes.strict_gcs import running_strict_gcs  # noqa: E402
+from tests.support.processes import base_env, free_port, running  # noqa: E402
 
 BUCKET = "bitso-demo"
 SCHEDULE_HEADER = "X-CloudScheduler-ScheduleTime"
@@ -42,61 +38,6 @@ MIN_SECONDS_LEFT = 15.0
 
 def say(text: str = "") -> None:
     print(text, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def clean_env(extra: dict[str, str]) -> dict[str, str]:
-    """This environment without collector or Google settings, plus `extra`."""
-    drop = ("BITSO_", "GCS_", "STORAGE_EMULATOR_HOST", "SECRET_MANAGER_", "COMPRESSION")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-    env["PYTHONPATH"] = os.pathsep.join([str(FUNCTION_DIR), str(REPO)])
-    env.update(extra)
-    return env
-
-
-@contextlib.contextmanager
-def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[str]]:
-    """Start `args` in its own process group (cwd: a scratch dir, so no `.env` is read) and
-    stop that group by PID on exit."""
-    with open(log, "w") as out:
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and tools
-            args,
-            env=env,
-            cwd=log.parent,
-            stdout=subprocess.PIPE if "fake_bitso" in " ".join(args) else out,
-            stderr=out,
-            text=True,
-            start_new_session=True,
-        )
-    try:
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def wait_until_up(url: str, proc: subprocess.Popen[str], log: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"the function server exited early:\n{log.read_text()}")
-        try:
-            requests.get(f"{url}/robots.txt", timeout=1)
-            return
-        except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the function server did not start:\n{log.read_text()}") from None
-            time.sleep(0.1)
 
 
 def iso_minute(epoch: float) -> str:
@@ -130,17 +71,17 @@ def main(argv: list[str] | None = None) -> int:
         gcs.create_bucket(BUCKET)
         say(f"GCS emulator (in memory, strict create-only proxy): {gcs.url}, bucket gs://{BUCKET}")
 
-        bitso = stack.enter_context(
-            process(
-                [sys.executable, "-m", "tests.fakes.fake_bitso", "--latency", "typical"],
-                clean_env({}),
+        bitso_url = f"http://127.0.0.1:{free_port()}"
+        stack.enter_context(
+            running(
+                [sys.executable, "-m", "tests.fakes.fake_bitso", "--latency", "typical",
+                 f"--port={bitso_url.rsplit(':', 1)[1]}"],
+                base_env({}),
+                f"{bitso_url}/_requests",
                 scratch / "fake_bitso.log",
+                cwd=scratch,
             )
-        )
-        assert bitso.stdout is not None
-        bitso_url = bitso.stdout.readline().strip()
-        if not bitso_url.startswith("http://127.0.0.1:"):
-            raise SystemExit(f"the fake Bitso did not start: {bitso_url!r}")
+        )  # fmt: skip
         say(f"Fake Bitso (typical latency): {bitso_url}")
 
         port = free_port()
@@ -154,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             "COMPRESSION": args.compression,
             "LOCAL_DATA_DIR": str(scratch / "data"),
         }
-        server = stack.enter_context(
-            process(
+        stack.enter_context(
+            running(
                 [
                     str(bin_dir / "functions-framework"),
                     "--target=fetch_book",
@@ -163,11 +104,12 @@ def main(argv: list[str] | None = None) -> int:
                     "--host=127.0.0.1",
                     f"--port={port}",
                 ],
-                clean_env(settings),
+                base_env(settings),
+                f"{url}/robots.txt",
                 log,
+                cwd=scratch,  # so no .env of the user's is read
             )
         )
-        wait_until_up(url, server, log)
         say(f"functions-framework --target=fetch_book: {url}")
         say("  " + " ".join(f"{k}={v}" for k, v in settings.items() if k != "LOCAL_DATA_DIR"))
 

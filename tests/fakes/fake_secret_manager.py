@@ -24,11 +24,13 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import google_crc32c
+
+from tests.fakes.loopback import LoopbackServer
 
 _ACCESS = re.compile(r"^/v1/(projects/[^/]+/secrets/[^/]+)/versions/([^/:]+):access$")
 _STATUS_NAMES = {
@@ -53,7 +55,7 @@ def _error(status: int, message: str) -> bytes:
     ).encode()
 
 
-class FakeSecretManager:
+class FakeSecretManager(LoopbackServer):
     """`secrets` maps `projects/P/secrets/S` to its value (version 1) or list of values."""
 
     def __init__(self, secrets: Mapping[str, str | list[str]] | None = None, port: int = 0):
@@ -65,29 +67,7 @@ class FakeSecretManager:
         self.corrupt_crc = False
         self.requests: list[tuple[str, int]] = []
         self._failures: list[int] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> FakeSecretManager:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> FakeSecretManager:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(_handler_for(self), port)
 
     def add(self, secret: str, value: str | list[str]) -> None:
         """Add `secret` (`projects/P/secrets/S`) with one value or a list of versions."""

@@ -39,11 +39,12 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from tests.fakes.gcs_emulator import running_gcs_emulator
+from tests.fakes.loopback import LoopbackServer
 
 FAULT_KINDS = ("fail", "hang", "drop_reply")
 _HOP_BY_HOP = {
@@ -135,7 +136,7 @@ def _multipart_name(content_type: str, body: bytes) -> str | None:
     return None
 
 
-class StrictGcs:
+class StrictGcs(LoopbackServer):
     """The proxy as an object: `with StrictGcs(emulator_url) as gcs: gcs.url ...`."""
 
     def __init__(self, upstream: str, port: int = 0) -> None:
@@ -148,31 +149,7 @@ class StrictGcs:
         self._sessions: dict[str, tuple[str, str, str]] = {}
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> StrictGcs:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> StrictGcs:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(_handler_for(self), port)
 
     # -- faults ---------------------------------------------------------------------------
     def inject(self, fault: Fault) -> None:

@@ -23,9 +23,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+#: Settings a developer may have exported that must not leak into a started server.
+SETTING_PREFIXES = (
+    "BITSO_", "GCS_", "STORAGE_EMULATOR_HOST", "SECRET_MANAGER_", "COMPRESSION", "STRATEGY",
+    "REQUESTS_PER_MINUTE", "OBJECT_PREFIX", "LOCAL_DATA_DIR",
+)  # fmt: skip
+
+
 def base_env(extra: Mapping[str, str]) -> dict[str, str]:
-    """The test process's environment with the package on the path and `extra` on top."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BITSO_", "GCS_"))}
+    """This environment without collector or Google settings, the package on the path, and
+    `extra` on top."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SETTING_PREFIXES)}
     env["PYTHONPATH"] = os.pathsep.join([str(FUNCTION_DIR), str(REPO)])
     env.update(extra)
     return env
@@ -33,16 +41,22 @@ def base_env(extra: Mapping[str, str]) -> dict[str, str]:
 
 @contextmanager
 def running(
-    args: list[str], env: Mapping[str, str], ready_url: str, log_path: Path, timeout: float = 30
+    args: list[str],
+    env: Mapping[str, str],
+    ready_url: str,
+    log_path: Path,
+    timeout: float = 30,
+    cwd: Path = REPO,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start `args`, wait until `ready_url` answers any HTTP status, stop it on exit."""
+    """Start `args` in its own process group, wait until `ready_url` answers any HTTP status,
+    and stop the group by its PID on exit."""
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             args,
             env=dict(env),
             stdout=log,
             stderr=subprocess.STDOUT,
-            cwd=REPO,
+            cwd=cwd,
             start_new_session=True,
         )
     try:
