@@ -19,11 +19,16 @@ from .pacing import Pacer
 from .recorder import CallRecorder, StorageOptions
 from .sinks.base import Sink
 from .strategies import FetchJob, Strategy
+from .strategies.base import TIMEOUT_HEADROOM_S
 from .timefmt import iso_millis, iso_minute
 
 SCHEMA_VERSION = 1
 EARLY_TOLERANCE_S = 10.0
-FETCH_MARGIN_S = 0.4
+#: Fetching stops this long before the minute ends (requests time out `TIMEOUT_HEADROOM_S`
+#: earlier). 0.3 s lets the reply of the minute's second-to-last slot (at 57.97 s) take 1.63 s and
+#: still be stored, which a slow Bitso (replies of 1.2 +- 0.15 s) needs; the last replies then
+#: have 0.25 s to be written before `FINISH_MARGIN_S`.
+FETCH_MARGIN_S = 0.3
 FINISH_MARGIN_S = 0.15
 REPLY_GRACE_S = 3.0
 
@@ -150,6 +155,7 @@ class Collector:
             deadline=plan.deadline,
             aggregate=self.settings.aggregate,
             recorder=recorder,
+            timeout_headroom=TIMEOUT_HEADROOM_S * self.period_ms / MINUTE_MS,
         )
         self.strategy.run(job)
         recorder.close_fetching()

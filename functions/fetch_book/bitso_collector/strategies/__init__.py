@@ -15,4 +15,9 @@ def make_strategy(name: str, api_url: str, credentials: ApiCredentials | None) -
         return SequentialStrategy(BitsoClient(api_url, credentials))
     if name == "threaded":
         return ThreadedStrategy(BitsoClient(api_url, credentials))
+    if name == "asyncio":
+        # Imported here so aiohttp is loaded only when this strategy is chosen (fast cold start).
+        from .asyncio_strategy import AsyncioStrategy  # noqa: PLC0415
+
+        return AsyncioStrategy(api_url, credentials)
     raise ValueError(f"unknown strategy {name!r}; allowed: sequential, threaded, asyncio")

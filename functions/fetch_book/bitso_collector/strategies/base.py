@@ -31,6 +31,9 @@ class FetchJob:
     deadline: float
     aggregate: bool
     recorder: CallRecorder
+    #: `TIMEOUT_HEADROOM_S`, scaled by the runner like its other margins when a "minute" is
+    #: compressed (`Collector(period_ms=...)`).
+    timeout_headroom: float = TIMEOUT_HEADROOM_S
 
 
 class Strategy(Protocol):
@@ -75,4 +78,4 @@ def begin(job: FetchJob, slot: Slot, room: bool = True) -> float | None:
 
 def request_timeout(job: FetchJob, started: float) -> float:
     """Seconds a request started at `started` may wait for its reply."""
-    return job.deadline - started - TIMEOUT_HEADROOM_S
+    return job.deadline - started - job.timeout_headroom
