@@ -438,7 +438,7 @@ def save_heatmap(report: GapReport, path: str | os.PathLike[str]) -> None:
                 throttled_x.append(x)
                 throttled_y.append(y)
 
-    fig = Figure(figsize=(min(4 + len(minutes) / 12, 24), 1.5 + 0.5 * max(len(books), 1)))
+    fig = Figure(figsize=(min(6.5 + len(minutes) / 12, 24), 2.2 + 0.5 * max(len(books), 1)))
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     image = ax.imshow(
@@ -460,10 +460,10 @@ def save_heatmap(report: GapReport, path: str | os.PathLike[str]) -> None:
     ax.set_xticks(ticks, labels, rotation=45, ha="right", fontsize="small")
     note = "; x = throttled" if throttled_x else ""
     ax.set_xlabel(f"minute (UTC), from {iso_minute(report.start_ms)}{note}")
-    ax.set_title(f"Snapshot completeness per minute: {report.source}")
+    ax.set_title(f"Snapshot completeness per minute: {report.source}", fontsize="medium")
     fig.colorbar(image, ax=ax, label="present / expected", fraction=0.04)
     fig.tight_layout()
-    fig.savefig(os.fspath(path), format="png", dpi=100)
+    fig.savefig(os.fspath(path), format="png", dpi=100, bbox_inches="tight")
 
 
 __all__ = [
