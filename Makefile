@@ -34,10 +34,11 @@ lint: $(STAMP) tf-lint ## ruff check, ruff format --check, mypy, terraform fmt -
 	$(BIN)/mypy $(FUNCTION_DIR)/bitso_collector $(FUNCTION_DIR)/main.py
 	$(BIN)/mypy bitso_archive functions/compact_hour/main.py
 
-test: lint ## Lint, then every test
+test: lint ## Lint, then every test (and the function's tests again on Python 3.12)
 	$(BIN)/pytest
+	@$(MAKE) --no-print-directory test-py312-if-found
 
 clean: ## Remove the virtual environments and collected data
-	rm -rf $(VENV) .venv-checkov data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov .venv-py312 data .pytest_cache .mypy_cache .ruff_cache
 
 -include mk/*.mk
