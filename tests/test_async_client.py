@@ -22,9 +22,7 @@ from bitso_collector.errors import (
     BitsoError,
     ConnectionFailed,
     HttpError,
-    MalformedReply,
     RequestTimeout,
-    ServerError,
     Throttled,
     UnknownBook,
 )
@@ -39,6 +37,7 @@ from bitso_collector.strategies.asyncio_strategy import (
     sleep_until,
 )
 from tests.fakes.fake_bitso import Behaviour, FakeBitso
+from tests.support.faults import FAULT_ERRORS
 from tests.support.processes import FUNCTION_DIR, free_port
 
 T = TypeVar("T")
@@ -69,18 +68,7 @@ def test_an_order_book_comes_back_with_string_levels(fake_bitso: FakeBitso) -> N
     assert [entry.aggregate for entry in fake_bitso.requests] == [True, False]
 
 
-@pytest.mark.parametrize(
-    ("fault", "error"),
-    [
-        ("throttle", Throttled),
-        ("5xx", ServerError),
-        ("garbage", MalformedReply),
-        ("empty", MalformedReply),
-        ("truncate", MalformedReply),
-        ("hang", RequestTimeout),
-        ("slow", RequestTimeout),
-    ],
-)
+@pytest.mark.parametrize(("fault", "error"), FAULT_ERRORS)
 def test_each_fault_raises_its_own_error(
     fake_bitso: FakeBitso, fault: str, error: type[BitsoError]
 ) -> None:

@@ -8,14 +8,12 @@ from bitso_collector.bitso_client import BitsoClient
 from bitso_collector.errors import (
     ConnectionFailed,
     HttpError,
-    MalformedReply,
-    RequestTimeout,
-    ServerError,
     Throttled,
     UnknownBook,
 )
 from bitso_collector.signing import ApiCredentials
 from tests.fakes.fake_bitso import Behaviour, FakeBitso
+from tests.support.faults import FAULT_ERRORS
 from tests.support.processes import free_port
 
 
@@ -29,23 +27,13 @@ def test_an_order_book_comes_back_with_string_levels(fake_bitso: FakeBitso) -> N
     assert [e.aggregate for e in fake_bitso.requests] == [True, False]
 
 
-@pytest.mark.parametrize(
-    ("fault", "error"),
-    [
-        ("throttle", Throttled),
-        ("5xx", ServerError),
-        ("garbage", MalformedReply),
-        ("empty", MalformedReply),
-        ("truncate", MalformedReply),
-        ("hang", RequestTimeout),
-    ],
-)
+@pytest.mark.parametrize(("fault", "error"), FAULT_ERRORS)
 def test_each_fault_raises_its_own_error(
     fake_bitso: FakeBitso, fault: str, error: type[Exception]
 ) -> None:
-    fake_bitso.configure(script=[fault])
+    fake_bitso.configure(script=[fault], slow_seconds=1.0)
     with pytest.raises(error) as caught:
-        BitsoClient(fake_bitso.url, read_timeout=0.5).order_book("btc_mxn")
+        BitsoClient(fake_bitso.url, read_timeout=0.3).order_book("btc_mxn")
     assert type(caught.value) is error
 
 

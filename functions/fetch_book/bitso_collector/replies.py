@@ -33,6 +33,17 @@ def _error_from_envelope(status: int, error: Any) -> BitsoError:
     return BitsoApiError(text)
 
 
+def _status_error(status: int) -> BitsoError | None:
+    """What a status means on its own, when the body says nothing more."""
+    if status in THROTTLE_STATUSES:
+        return Throttled(f"HTTP {status}")
+    if status >= 500:
+        return ServerError(f"HTTP {status}")
+    if status != 200:
+        return HttpError(f"HTTP {status}")
+    return None
+
+
 def parse_order_book_reply(status: int, body: bytes) -> dict[str, Any]:
     """The `payload` of a successful order book reply; raises a `BitsoError` subtype otherwise."""
     try:
@@ -40,23 +51,16 @@ def parse_order_book_reply(status: int, body: bytes) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError):
         document = None
     if not isinstance(document, dict):
-        if status in THROTTLE_STATUSES:
-            raise Throttled(f"HTTP {status}")
-        if status >= 500:
-            raise ServerError(f"HTTP {status}")
-        if status != 200:
-            raise HttpError(f"HTTP {status}")
-        raise MalformedReply(f"HTTP 200 with a body that is not a JSON object ({len(body)} bytes)")
+        raise _status_error(status) or MalformedReply(
+            f"HTTP 200 with a body that is not a JSON object ({len(body)} bytes)"
+        )
     if document.get("success") is not True:
         if "error" in document or document.get("success") is False:
             raise _error_from_envelope(status, document.get("error"))
         raise MalformedReply(f"HTTP {status} without a success flag")
-    if status in THROTTLE_STATUSES:
-        raise Throttled(f"HTTP {status}")
-    if status >= 500:
-        raise ServerError(f"HTTP {status}")
-    if status != 200:
-        raise HttpError(f"HTTP {status}")
+    status_error = _status_error(status)
+    if status_error is not None:
+        raise status_error
     payload = document.get("payload")
     if not (
         isinstance(payload, dict)
