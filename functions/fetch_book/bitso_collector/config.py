@@ -49,10 +49,6 @@ class Settings:
         )
         return f"Settings({fields})"
 
-    @property
-    def has_local_keys(self) -> bool:
-        return bool(self.api_key and self.api_secret)
-
 
 def parse_books(raw: str, source: str = "BITSO_BOOKS") -> tuple[str, ...]:
     """Comma-separated book names, each matching `^[a-z0-9]+_[a-z0-9]+$`, no duplicates."""
