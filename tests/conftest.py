@@ -17,6 +17,7 @@ from bitso_collector.timefmt import iso_millis
 from tests.fakes.fake_bitso import FakeBitso
 from tests.support.clock_control import SHIFT_FILE_ENV, ClockControl
 from tests.support.processes import FUNCTION_DIR, base_env, free_port, running
+from tests.support.schemas import check_run_record
 
 SCHEDULE_HEADER = "X-CloudScheduler-ScheduleTime"
 
@@ -47,7 +48,10 @@ class FunctionServer:
         if minute_start is not None:
             sent[SCHEDULE_HEADER] = iso_millis(minute_start)
         data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
-        return requests.post(self.url, data=data, headers=sent, timeout=timeout)
+        reply = requests.post(self.url, data=data, headers=sent, timeout=timeout)
+        if reply.headers.get("Content-Type", "").startswith("application/json"):
+            check_run_record(reply.json())
+        return reply
 
     def new_minute(self, seconds_into_minute: float = 0.5) -> float:
         """Move the server's clock to just after the start of a fresh minute; its start."""

@@ -17,6 +17,7 @@ from bitso_collector import app as app_module
 from bitso_collector.clock import ShiftedClock
 from bitso_collector.timefmt import iso_millis
 from tests.fakes.fake_bitso import Behaviour, FakeBitso
+from tests.support.schemas import check_run_record
 
 MAIN = Path(__file__).parents[1] / "functions/fetch_book/main.py"
 
@@ -41,7 +42,9 @@ class Harness:
         data = kw.pop("data", None)
         if data is None and body is not None:
             data = json.dumps(body)
-        return self.client.post("/", data=data, headers=headers, **kw)
+        reply = self.client.post("/", data=data, headers=headers, **kw)
+        check_run_record(reply.get_json())
+        return reply
 
 
 @pytest.fixture

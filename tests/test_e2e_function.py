@@ -16,9 +16,9 @@ from bitso_collector.keys import claim_key, run_record_key, snapshot_key
 from bitso_collector.timefmt import parse_rfc3339
 from tests.conftest import StartFunction
 from tests.fakes.fake_bitso import FakeBitso
+from tests.support.schemas import RUN_RECORD, SNAPSHOT
 
 pytestmark = pytest.mark.e2e
-SCHEMA = json.loads((Path(__file__).parents[1] / "schemas/snapshot.schema.json").read_text())
 BOOKS = ("btc_mxn", "eth_mxn")
 SETTINGS = {"BITSO_BOOKS": ",".join(BOOKS)}
 
@@ -54,7 +54,7 @@ def test_a_call_collects_its_seconds_exactly_as_served(
     assert record["written"] == len(stored) == record["slots_planned"] == 3
     served = {(s["book"], int(s["sequence"])): s for s in fake_bitso.served}
     for key, snapshot in stored.items():
-        jsonschema.validate(snapshot, SCHEMA)
+        jsonschema.validate(snapshot, SNAPSHOT)
         source = served[(snapshot["book"], snapshot["sequence"])]
         for side in ("bids", "asks"):
             assert snapshot[side] == [
@@ -62,6 +62,7 @@ def test_a_call_collects_its_seconds_exactly_as_served(
             ], key
             assert len(snapshot[side]) == 50
     on_disk = json.loads((server.data_dir / run_record_key("", minute)).read_text())
+    jsonschema.validate(on_disk, RUN_RECORD)
     assert on_disk["run_id"] == record["run_id"]
     assert (server.data_dir / claim_key("", minute)).is_file()
     summary = [line for line in server.log_lines() if line.get("event") == "run_summary"]

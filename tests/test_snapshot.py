@@ -19,9 +19,8 @@ from bitso_collector.errors import (
 )
 from bitso_collector.replies import parse_order_book_reply
 from bitso_collector.snapshot import encode, normalise
+from tests.support.schemas import SNAPSHOT
 
-ROOT = Path(__file__).parents[1]
-SCHEMA = json.loads((ROOT / "schemas/snapshot.schema.json").read_text())
 SAMPLE = (Path(__file__).parent / "fixtures/publicOrderBook.json").read_bytes()
 T = 1_795_515_307.118  # 2026-11-24T10:15:07.118Z
 
@@ -33,7 +32,7 @@ def sample_payload() -> dict[str, object]:
 def test_a_real_reply_becomes_a_valid_snapshot_with_the_exact_strings() -> None:
     payload = sample_payload()
     snapshot = normalise("btc_mxn", T, T + 0.001, T + 0.183, payload, aggregate=True)
-    jsonschema.validate(snapshot, SCHEMA)
+    jsonschema.validate(snapshot, SNAPSHOT)
     assert list(snapshot) == [
         "schema_version", "book", "slot", "requested_at", "received_at", "latency_ms",
         "sequence", "updated_at", "aggregate", "bids", "asks",
@@ -70,7 +69,7 @@ def test_order_level_books_keep_oid() -> None:
         "updated_at": "2026-11-24T10:15:07+00:00",
     }
     snapshot = normalise("btc_mxn", T, T, T, payload, aggregate=False)
-    jsonschema.validate(snapshot, SCHEMA)
+    jsonschema.validate(snapshot, SNAPSHOT)
     assert snapshot["asks"] == [{"price": "1.20", "amount": "0.00000001", "oid": "def"}]
     payload["bids"][0].pop("oid")
     with pytest.raises(MalformedReply, match=r"bids\[0\]\.oid"):
