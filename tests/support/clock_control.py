@@ -7,23 +7,26 @@ import math
 import time
 from pathlib import Path
 
-from bitso_collector.clock import ShiftedClock
+from bitso_collector.clock import SystemClock
 
 SHIFT_FILE_ENV = "TEST_CLOCK_SHIFT_FILE"
 
 
-class FileShiftedClock(ShiftedClock):
-    def __init__(self, path: Path) -> None:
-        super().__init__(0.0)
-        self.path = path
+class FileShiftedClock:
+    """The real clock moved by the number of seconds written in `path` (read at every use)."""
 
-    @property  # type: ignore[override]
-    def shift(self) -> float:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._system = SystemClock()
+
+    def _shift(self) -> float:
         return float(self.path.read_text() or 0)
 
-    @shift.setter
-    def shift(self, value: float) -> None:
-        return
+    def now(self) -> float:
+        return time.time() + self._shift()
+
+    def sleep_until(self, when: float) -> None:
+        self._system.sleep_until(when - self._shift())
 
 
 class ClockControl:
