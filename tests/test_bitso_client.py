@@ -44,6 +44,8 @@ def test_unknown_books_unknown_paths_and_dead_servers(fake_bitso: FakeBitso) -> 
         BitsoClient(fake_bitso.url + "/elsewhere").order_book("btc_mxn")
     with pytest.raises(ConnectionFailed):
         BitsoClient(f"http://127.0.0.1:{free_port()}").order_book("btc_mxn")
+    with pytest.raises(ConnectionFailed, match="InvalidURL"):  # any requests error is one slot's
+        BitsoClient("http://127.0.0.1:99999").order_book("btc_mxn")
 
 
 def test_the_fake_throttles_past_60_starts_a_minute_and_locks_out() -> None:

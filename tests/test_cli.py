@@ -45,3 +45,24 @@ def test_bad_settings_exit_with_the_message(
         main([])
     assert caught.value.code == 2
     assert "STRATEGY='fastest' is not allowed" in capsys.readouterr().err
+
+
+def test_a_sink_that_cannot_claim_exits_1_with_one_line(
+    fake_bitso: FakeBitso,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BITSO_API_URL", fake_bitso.url)
+    (tmp_path / "blocked").write_text("a file where the data directory should be")
+    monkeypatch.setenv("LOCAL_DATA_DIR", "blocked")
+    start = (math.ceil(time.time() / 60) + 5) * 60.0
+    clock = ShiftedClock(start - 0.5 - time.time())
+
+    assert main(["--duration", "1"], clock) == 1
+
+    err = capsys.readouterr().err
+    assert "cannot claim the minute: cannot write blocked/_runs/" in err
+    assert "Traceback" not in err
+    assert fake_bitso.requests == []

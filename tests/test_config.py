@@ -116,3 +116,10 @@ def test_the_example_dotenv_gives_the_defaults() -> None:
     example = Path(__file__).parents[1] / ".env.example"
     assert read_dotenv(example) == {}  # everything is commented out
     assert load_settings({}, dotenv=example) == Settings()
+
+
+def test_a_misplaced_secret_value_is_not_repeated_in_the_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings(BITSO_API_KEY_SECRET="sk-live-123456", BITSO_API_SECRET_SECRET="x")
+    assert "BITSO_API_KEY_SECRET is not a Secret Manager version name" in str(caught.value)
+    assert "sk-live-123456" not in str(caught.value)

@@ -77,7 +77,8 @@ def test_order_level_books_keep_oid() -> None:
 
 
 @pytest.mark.parametrize(
-    ("price", "amount"), [(46850.01, "1.0"), ("1e5", "1.0"), ("1.0", None), ("-1.0", "1.0")]
+    ("price", "amount"),
+    [(46850.01, "1.0"), ("1e5", "1.0"), ("1.0", None), ("-1.0", "1.0"), ("1.0\n", "1.0")],
 )
 def test_non_decimal_strings_are_refused(price: object, amount: object) -> None:
     payload = {"bids": [{"price": price, "amount": amount}], "asks": [], "sequence": "1"}
@@ -111,3 +112,19 @@ def test_each_failure_has_its_own_error_type(
     with pytest.raises(error) as caught:
         parse_order_book_reply(status, body)
     assert type(caught.value) is error
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"sequence": "-5"}, "sequence"),
+        ({"sequence": None}, "sequence"),
+        ({"sequence": "12a"}, "sequence"),
+        ({"updated_at": None}, "updated_at"),
+        ({"updated_at": ""}, "updated_at"),
+    ],
+)
+def test_a_bad_sequence_or_update_time_is_refused(changes: dict[str, object], message: str) -> None:
+    payload = {**sample_payload(), **changes}
+    with pytest.raises(MalformedReply, match=message):
+        normalise("btc_mxn", T, T, T, payload, aggregate=True)

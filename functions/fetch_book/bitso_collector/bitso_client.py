@@ -81,6 +81,8 @@ class BitsoClient:
             if "timed out" in str(error).lower():
                 raise RequestTimeout(f"no reply within {read_timeout:.1f} s") from error
             raise ConnectionFailed(f"cannot reach {self.api_url}: {type(error).__name__}") from None
+        except requests.RequestException as error:  # redirects, bad URLs, ...: still one slot
+            raise ConnectionFailed(f"request failed: {type(error).__name__}") from None
         return parse_order_book_reply(response.status_code, body)
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ from .call_options import BadRequest, CallOptions, parse_body
 from .clock import Clock, SystemClock
 from .config import ConfigError, load_settings
 from .credentials import CredentialsError
+from .errors import StorageError
 from .grid import MINUTE_MS, minute_of
 from .timefmt import iso_minute
 
@@ -51,13 +52,18 @@ def main(argv: list[str] | None = None, clock: Clock | None = None) -> int:
         if start > clock.now():
             print(f"waiting {start - clock.now():.0f} s for {iso_minute(start)}", file=sys.stderr)
             clock.sleep_until(start)
-        record = collector.run(
-            CallOptions(
-                books=parsed.get("books"),
-                duration_seconds=parsed.get("duration_seconds"),
-                schedule_time=start,
+        try:
+            record = collector.run(
+                CallOptions(
+                    books=parsed.get("books"),
+                    duration_seconds=parsed.get("duration_seconds"),
+                    schedule_time=start,
+                )
             )
-        )
+        except StorageError as error:
+            print(f"{iso_minute(start)}: cannot claim the minute: {error}", file=sys.stderr)
+            failed = True
+            continue
         print(
             f"{record['minute']}: {record['status']}, {record.get('written', 0)} snapshots "
             f"written to {collector.sink.location('')}, run record {record.get('run_record')}",

@@ -142,7 +142,8 @@ def _secret_name(name: str, raw: str) -> str | None:
         return None
     if not _SECRET_VERSION.fullmatch(value):
         raise ConfigError(
-            f"{name}={value!r} is not a Secret Manager version name; "
+            # Not repeating the value: it might be the secret itself, pasted in the wrong place.
+            f"{name} is not a Secret Manager version name; "
             "allowed: projects/PROJECT/secrets/SECRET/versions/VERSION (VERSION may be latest)"
         )
     return value

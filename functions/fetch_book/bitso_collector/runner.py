@@ -27,9 +27,14 @@ EARLY_TOLERANCE_S = 10.0
 #: Fetching stops this long before the minute ends (requests time out `TIMEOUT_HEADROOM_S`
 #: earlier). 0.3 s lets the reply of the minute's second-to-last slot (at 57.97 s) take 1.63 s and
 #: still be stored, which a slow Bitso (replies of 1.2 +- 0.15 s) needs; the last replies then
-#: have 0.25 s to be written before `FINISH_MARGIN_S`.
+#: have 0.25 s to be written before `FINISH_MARGIN_S` (a GCS attempt needs `MIN_ATTEMPT_S`).
 FETCH_MARGIN_S = 0.3
+#: Snapshot writes are finished (or given up on as lost) this long before the minute ends.
 FINISH_MARGIN_S = 0.15
+#: The run record is stored and the call answers this long before the minute ends, so calls
+#: never overlap.
+ANSWER_MARGIN_S = 0.02
+#: With `duration_seconds`, how long after the window replies and writes may still take.
 REPLY_GRACE_S = 3.0
 
 STATUS_HTTP = {"ok": 200, "degraded": 200, "claimed": 409, "throttled": 503, "lost": 500}
@@ -44,6 +49,7 @@ class CallPlan:
     max_late: float
     deadline: float
     finish_by: float
+    answer_by: float
 
 
 def plan_call(
@@ -70,7 +76,8 @@ def plan_call(
         deadline = min(deadline, until + REPLY_GRACE_S)
     coverage = slots_ahead(minute, now, rpm, books, max_late, until, period_ms)
     finish_by = min(minute_end - FINISH_MARGIN_S * period / 60, deadline + REPLY_GRACE_S)
-    return CallPlan(minute, minute_start, books, coverage, max_late, deadline, finish_by)
+    answer_by = min(minute_end - ANSWER_MARGIN_S * period / 60, finish_by + REPLY_GRACE_S)
+    return CallPlan(minute, minute_start, books, coverage, max_late, deadline, finish_by, answer_by)
 
 
 def call_status(summary: dict[str, Any], missed_late: int) -> str:
@@ -132,7 +139,10 @@ class Collector:
         }
         prefix = self.settings.object_prefix
         claim = json.dumps({"run_id": run_id, "claimed_at": iso_millis(arrived)}).encode()
-        if not self.sink.create(claim_key(prefix, plan.minute_start), claim):
+        # A claim that lands after fetching would have stopped is of no use to this call.
+        if not self.sink.create(
+            claim_key(prefix, plan.minute_start), claim, deadline=plan.deadline
+        ):
             record.update(status="claimed", http_status=409, finished_at=iso_millis(arrived))
             log.warning(
                 "minute already claimed by another call; nothing requested",
@@ -181,7 +191,7 @@ class Collector:
         key = run_record_key(self.settings.object_prefix, plan.minute_start)
         data = (json.dumps(record, separators=(",", ":")) + "\n").encode()
         try:
-            self.sink.create(key, data, deadline=plan.finish_by + 5)
+            self.sink.create(key, data, deadline=plan.answer_by)
             record["run_record"] = self.sink.location(key)
         except StorageError as error:
             log.error("run record not stored", key=key, reason=str(error))

@@ -11,7 +11,7 @@ from .errors import MalformedReply
 from .timefmt import iso_millis
 
 SCHEMA_VERSION = 1
-_DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
 
 
 def _levels(levels: list[Any], side: str, keep_oid: bool) -> list[dict[str, str]]:
@@ -20,9 +20,9 @@ def _levels(levels: list[Any], side: str, keep_oid: bool) -> list[dict[str, str]
         if not isinstance(level, dict):
             raise MalformedReply(f"{side}[{index}] is not an object")
         price, amount = level.get("price"), level.get("amount")
-        if not (isinstance(price, str) and _DECIMAL.match(price)):
+        if not (isinstance(price, str) and _DECIMAL.fullmatch(price)):
             raise MalformedReply(f"{side}[{index}].price is not a decimal string: {price!r}")
-        if not (isinstance(amount, str) and _DECIMAL.match(amount)):
+        if not (isinstance(amount, str) and _DECIMAL.fullmatch(amount)):
             raise MalformedReply(f"{side}[{index}].amount is not a decimal string: {amount!r}")
         entry = {"price": price, "amount": amount}
         if keep_oid:
@@ -43,12 +43,12 @@ def normalise(
     aggregate: bool,
 ) -> dict[str, Any]:
     """The stored snapshot for one reply, in the field order of the design."""
-    try:
-        sequence = int(str(payload["sequence"]))
-    except (KeyError, ValueError):
-        raise MalformedReply(
-            f"sequence is not a whole number: {payload.get('sequence')!r}"
-        ) from None
+    raw_sequence = str(payload.get("sequence"))
+    if not (raw_sequence.isascii() and raw_sequence.isdigit()):
+        raise MalformedReply(f"sequence is not a whole number: {payload.get('sequence')!r}")
+    updated_at = payload.get("updated_at")
+    if not (isinstance(updated_at, str) and updated_at):
+        raise MalformedReply(f"updated_at is missing or not a string: {updated_at!r}")
     return {
         "schema_version": SCHEMA_VERSION,
         "book": book,
@@ -56,8 +56,8 @@ def normalise(
         "requested_at": iso_millis(requested_at),
         "received_at": iso_millis(received_at),
         "latency_ms": round((received_at - requested_at) * 1000, 1),
-        "sequence": sequence,
-        "updated_at": str(payload.get("updated_at", "")),
+        "sequence": int(raw_sequence),
+        "updated_at": updated_at,
         "aggregate": aggregate,
         "bids": _levels(payload["bids"], "bids", keep_oid=not aggregate),
         "asks": _levels(payload["asks"], "asks", keep_oid=not aggregate),

@@ -4,8 +4,8 @@ One `google.cloud.storage.Client` per sink (so per instance), created on the fir
 the library is imported then, never when the package is imported.
 
 Retries: 408, 429, 5xx, timeouts and dropped connections are retried with exponential backoff and
-jitter until the caller's `deadline` (or `DEFAULT_BUDGET_S` from now without one, as for the minute
-claim); anything else (403, 404, 400, bad credentials) fails at once.
+jitter until the caller's `deadline` (or `DEFAULT_BUDGET_S` from now without one); anything else
+(403, 404, 400, bad credentials) fails at once.
 A retry is safe because every write is create-only, but it needs one decision: when an attempt that
 may have landed (a timeout, a dropped reply, a 5xx) is followed by a 412, the object exists, and
 either our earlier attempt wrote it or another writer did. The sink reads the object's metadata and
@@ -39,12 +39,12 @@ ATTEMPT_TIMEOUT_S = 10.0
 BACKOFF_INITIAL_S = 0.25
 BACKOFF_FACTOR = 2.0
 BACKOFF_MAX_S = 4.0
-#: How long a write may keep trying when the caller gives no deadline (the minute claim).
+#: How long a write may keep trying when the caller gives no deadline (the runner always does).
 DEFAULT_BUDGET_S = 20.0
 #: An attempt is not started with less time than this left before the deadline.
-MIN_ATTEMPT_S = 0.5
+MIN_ATTEMPT_S = 0.1
 #: Give up this much before the deadline, so the caller hears the reason before it stops waiting.
-DEADLINE_MARGIN_S = 0.1
+DEADLINE_MARGIN_S = 0.05
 
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
