@@ -630,7 +630,11 @@ def test_bigquery_external_table(tf: dict[str, Any]) -> None:
     config = block(table, "external_data_configuration")
     assert unquote(config["source_format"]) == "PARQUET"
     assert config["autodetect"] is True
-    prefix = "gs://${google_storage_bucket.data.name}/${var.compacted_prefix}/"
+    # Where compact_hour writes: below OBJECT_PREFIX, like everything else in the bucket.
+    root = tf["locals"]["compacted_root"]
+    for part in ("google_storage_bucket.data.name", "var.object_prefix", "var.compacted_prefix"):
+        assert part in root
+    prefix = "${local.compacted_root}/"
     assert [unquote(u) for u in config["source_uris"]] == [prefix + "*"]
     hive = block(config, "hive_partitioning_options")
     assert unquote(hive["mode"]) == "CUSTOM"

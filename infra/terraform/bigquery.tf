@@ -1,6 +1,6 @@
 # ---------------------------------------------------------------------------
 # BigQuery over the compacted Parquet files (no data is copied into BigQuery:
-# queries read gs://<data bucket>/<compacted_prefix>/ directly).
+# queries read gs://<data bucket>/[<object_prefix>/]<compacted_prefix>/ directly).
 # ---------------------------------------------------------------------------
 
 resource "google_bigquery_dataset" "archive" {
@@ -9,7 +9,7 @@ resource "google_bigquery_dataset" "archive" {
 
   dataset_id  = var.bigquery_dataset_id
   location    = var.region # same region as the bucket it reads
-  description = "Bitso order book snapshots, compacted hourly to Parquet in gs://${google_storage_bucket.data.name}/${var.compacted_prefix}/."
+  description = "Bitso order book snapshots, compacted hourly to Parquet in ${local.compacted_root}/."
 
   # Only table definitions live here; the data is in the bucket.
   delete_contents_on_destroy = true
@@ -45,12 +45,12 @@ resource "google_bigquery_table" "order_book_levels" {
   external_data_configuration {
     source_format = "PARQUET"
     autodetect    = true
-    source_uris   = ["gs://${google_storage_bucket.data.name}/${var.compacted_prefix}/*"]
+    source_uris   = ["${local.compacted_root}/*"]
 
     # Partition keys from the object path, with explicit types.
     hive_partitioning_options {
       mode                     = "CUSTOM"
-      source_uri_prefix        = "gs://${google_storage_bucket.data.name}/${var.compacted_prefix}/{book:STRING}/{year:INTEGER}/{month:INTEGER}/{day:INTEGER}/{hour:INTEGER}"
+      source_uri_prefix        = "${local.compacted_root}/{book:STRING}/{year:INTEGER}/{month:INTEGER}/{day:INTEGER}/{hour:INTEGER}"
       require_partition_filter = var.bigquery_require_partition_filter
     }
 

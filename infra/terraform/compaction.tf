@@ -1,6 +1,6 @@
 # ---------------------------------------------------------------------------
 # Hourly compaction: compact_hour turns the hour that just closed into Parquet
-# under gs://<data bucket>/<compacted_prefix>/book=/year=/month=/day=/hour=/.
+# under gs://<data bucket>/[<object_prefix>/]<compacted_prefix>/book=/year=/month=/day=/hour=/.
 # Everything here exists only when enable_compaction = true.
 # ---------------------------------------------------------------------------
 

@@ -37,6 +37,9 @@ locals {
     for env, secret in google_secret_manager_secret.bitso : env => "${secret.id}/versions/latest"
   }
 
+  # Where compact_hour writes (it works under OBJECT_PREFIX, like the collector).
+  compacted_root = join("/", compact(["gs://${google_storage_bucket.data.name}", var.object_prefix, var.compacted_prefix]))
+
   compact_hour_env = {
     GCS_BUCKET       = google_storage_bucket.data.name
     OBJECT_PREFIX    = var.object_prefix

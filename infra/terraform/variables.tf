@@ -287,7 +287,7 @@ variable "enable_compaction" {
 }
 
 variable "compacted_prefix" {
-  description = "Prefix (at the bucket root) under which compact_hour writes book=/year=/month=/day=/hour= Parquet files (COMPACTED_PREFIX)."
+  description = "Prefix (below object_prefix, if any) under which compact_hour writes book=/year=/month=/day=/hour= Parquet files (COMPACTED_PREFIX)."
   type        = string
   default     = "compacted"
 
@@ -342,7 +342,7 @@ variable "bigquery_table_id" {
 }
 
 variable "create_bigquery_table" {
-  description = "Create the BigQuery external table. BigQuery reads one Parquet file to detect the schema, so creation fails while gs://<bucket>/<compacted_prefix>/ is empty: leave this false on the first deploy and set it to true once the first hour has been compacted (at HH:05 after the first full hour)."
+  description = "Create the BigQuery external table. BigQuery reads one Parquet file to detect the schema, so creation fails while gs://<bucket>/[<object_prefix>/]<compacted_prefix>/ is empty: leave this false on the first deploy and set it to true once the first hour has been compacted (at HH:05 after the first full hour)."
   type        = bool
   default     = false
 }
