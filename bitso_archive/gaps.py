@@ -56,10 +56,6 @@ class MinuteReport:
     grid_from: str  # "run_record" or "default"
 
     @property
-    def complete(self) -> bool:
-        return not self.missing
-
-    @property
     def completeness(self) -> float | None:
         return self.present / self.expected if self.expected else None
 

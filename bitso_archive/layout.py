@@ -173,7 +173,6 @@ class SnapshotName:
     name: str
     book: str
     slot_ms: int
-    gzip_name: bool
 
 
 def parse_snapshot_name(name: str) -> SnapshotName | None:
@@ -186,7 +185,7 @@ def parse_snapshot_name(name: str) -> SnapshotName | None:
         slot_ms = parse_compact_ts(m.group("ts"))
     except ValueError:
         return None
-    return SnapshotName(name, m.group("book"), slot_ms, m.group("gz") is not None)
+    return SnapshotName(name, m.group("book"), slot_ms)
 
 
 def parse_run_name(name: str) -> int | None:

@@ -17,7 +17,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from bitso_archive.layout import (
@@ -95,14 +95,6 @@ class Snapshot:
     aggregate: bool
     bids: Side
     asks: Side
-
-
-@dataclass
-class ReadResult:
-    """Snapshots read (sorted by book, then slot), and the objects skipped."""
-
-    snapshots: list[Snapshot] = field(default_factory=list)
-    corrupt: list[Corrupt] = field(default_factory=list)
 
 
 def decode_body(data: bytes) -> bytes:
@@ -309,23 +301,6 @@ def iter_snapshots(
             yield bad
         elif snap is not None:
             yield snap
-
-
-def read_snapshots(
-    source: Source,
-    metas: Sequence[SnapshotName],
-    *,
-    progress: bool = False,
-) -> ReadResult:
-    """Read and validate snapshots; corrupt ones are warned about and skipped."""
-    result = ReadResult()
-    for item in iter_snapshots(source, metas, progress=progress):
-        if isinstance(item, Corrupt):
-            result.corrupt.append(item)
-        else:
-            result.snapshots.append(item)
-    result.snapshots.sort(key=lambda s: (s.book, s.slot_ms))
-    return result
 
 
 def warn_corrupt(bad: Corrupt) -> None:

@@ -35,7 +35,7 @@ class ObjectMissingError(LookupError):
 
 @runtime_checkable
 class Source(Protocol):
-    """The three operations the archive tools need from storage."""
+    """What the archive tools need from storage: three operations and two facts."""
 
     @property
     def url(self) -> str:

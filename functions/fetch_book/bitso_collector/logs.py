@@ -32,9 +32,6 @@ class JsonLogger:
             stream.write(line + "\n")
             stream.flush()
 
-    def info(self, message: str, **fields: Any) -> None:
-        self.log("INFO", message, **fields)
-
     def warning(self, message: str, **fields: Any) -> None:
         self.log("WARNING", message, **fields)
 

@@ -148,12 +148,6 @@ class GcsSink:
                 self._bucket = self._client.bucket(self.bucket_name)
             return self._bucket
 
-    def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-            self._client = self._bucket = None
-
     # -- writes ----------------------------------------------------------------------------
     def create(
         self,
