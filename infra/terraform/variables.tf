@@ -213,7 +213,7 @@ variable "compression" {
 }
 
 variable "create_bitso_secrets" {
-  description = "Create Secret Manager secrets for a Bitso API key and secret (containers only, no values in Terraform state) and point the function at them. Off by default: the order book is public, and a secret without a version makes every call fail until you add one. See the README, "Optional: Bitso API credentials", for the order of steps."
+  description = "Create Secret Manager secrets for a Bitso API key and secret (containers only, no values in Terraform state) and point the function at them. Off by default: the order book is public, and a secret without a version makes every call fail until you add one. See the README section 'Optional: Bitso API credentials' for the order of steps."
   type        = bool
   default     = false
 }
