@@ -28,6 +28,7 @@ for _path in (str(REPO), str(FUNCTION_DIR)):
 
 import requests  # noqa: E402
 
+from bitso_collector.timefmt import iso_minute  # noqa: E402
 from tests.fakes.strict_gcs import running_strict_gcs  # noqa: E402
 from tests.support.processes import base_env, free_port, running  # noqa: E402
 
@@ -38,10 +39,6 @@ MIN_SECONDS_LEFT = 15.0
 
 def say(text: str = "") -> None:
     print(text, flush=True)
-
-
-def iso_minute(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def pick_minute() -> float:

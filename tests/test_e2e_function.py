@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from bitso_collector.keys import claim_key, run_record_key, snapshot_key
 from bitso_collector.timefmt import parse_rfc3339
 from tests.conftest import StartFunction
 from tests.fakes.fake_bitso import FakeBitso
+from tests.support.processes import free_port
 from tests.support.schemas import RUN_RECORD, SNAPSHOT
 
 pytestmark = pytest.mark.e2e
@@ -114,9 +114,7 @@ def _ms(iso: str) -> int:
 def test_a_dead_bitso_fails_every_slot_but_the_call_still_answers(
     start_function: StartFunction,
 ) -> None:
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        dead_url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    dead_url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     server = start_function({**SETTINGS, "BITSO_API_URL": dead_url})
     minute = server.new_minute(-0.2)
     reply = server.call({"duration_seconds": 3}, minute_start=minute)

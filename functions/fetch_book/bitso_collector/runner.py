@@ -69,14 +69,15 @@ def plan_call(
     books = options.books or settings.books
     max_late = slot_spacing(rpm, period_ms) / 2
     minute_end = minute_start + period
-    deadline = minute_end - FETCH_MARGIN_S * period / 60
+    scale = period / 60  # margins shrink with a compressed minute (benchmarks, tests)
+    deadline = minute_end - FETCH_MARGIN_S * scale
     until = None
     if options.duration_seconds is not None:
         until = max(now, minute_start) + options.duration_seconds
         deadline = min(deadline, until + REPLY_GRACE_S)
     coverage = slots_ahead(minute, now, rpm, books, max_late, until, period_ms)
-    finish_by = min(minute_end - FINISH_MARGIN_S * period / 60, deadline + REPLY_GRACE_S)
-    answer_by = min(minute_end - ANSWER_MARGIN_S * period / 60, finish_by + REPLY_GRACE_S)
+    finish_by = min(minute_end - FINISH_MARGIN_S * scale, deadline + REPLY_GRACE_S)
+    answer_by = min(minute_end - ANSWER_MARGIN_S * scale, finish_by + REPLY_GRACE_S)
     return CallPlan(minute, minute_start, books, coverage, max_late, deadline, finish_by, answer_by)
 
 
