@@ -6,7 +6,6 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 FUNCTION_DIR := functions/fetch_book
-export PYTHONPATH := $(CURDIR)/$(FUNCTION_DIR):$(CURDIR)
 
 .DEFAULT_GOAL := help
 .PHONY: help install run serve lint test bench clean
@@ -14,16 +13,17 @@ export PYTHONPATH := $(CURDIR)/$(FUNCTION_DIR):$(CURDIR)
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt requirements-test.txt $(FUNCTION_DIR)/requirements.txt
+$(STAMP): requirements.txt requirements-test.txt $(FUNCTION_DIR)/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps --editable .
 	touch $@
 
-install: $(STAMP) ## Create .venv with everything for development
+install: $(STAMP) ## Create .venv with everything for development (pip install -e . included)
 
 run: $(STAMP) ## Collect one minute of snapshots from Bitso into data/
-	$(PY) -m bitso_collector.cli
+	$(BIN)/bitso-collect
 
 serve: $(STAMP) ## Serve fetch_book on http://localhost:8080 (curl it to collect a minute)
 	$(BIN)/functions-framework --target=fetch_book --source=$(FUNCTION_DIR)/main.py --port=8080

@@ -23,15 +23,12 @@ import os
 import platform
 import random
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bitso_archive.compact import compact_hour
 from bitso_archive.loader import load_levels, top_of_book

@@ -38,10 +38,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# So that `python bench/collector_bench.py` works without make's PYTHONPATH too.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "functions" / "fetch_book"))
-
 from bitso_collector.bitso_client import BitsoClient
 from bitso_collector.call_options import CallOptions
 from bitso_collector.clock import ShiftedClock
@@ -53,7 +49,7 @@ from bitso_collector.sinks import LocalSink
 from bitso_collector.strategies import FetchJob, Strategy, make_strategy
 from bitso_collector.strategies.base import DEADLINE
 from bitso_collector.strategies.blocking import fetch_slot
-from tests.fakes.fake_bitso import Behaviour, FakeBitso
+from bitso_testkit.fake_bitso import Behaviour, FakeBitso
 
 REPO = Path(__file__).resolve().parents[1]
 FUNCTION_DIR = REPO / "functions" / "fetch_book"
@@ -191,7 +187,7 @@ def peak_rss_kib() -> int:
 
 def child_env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(FUNCTION_DIR), str(REPO)])
+    env.pop("PYTHONPATH", None)  # the children import the installed project
     return env
 
 

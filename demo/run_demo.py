@@ -20,17 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-FUNCTION_DIR = REPO / "functions" / "fetch_book"
-for _path in (str(REPO), str(FUNCTION_DIR)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
+import requests
 
-import requests  # noqa: E402
-
-from bitso_collector.timefmt import iso_minute  # noqa: E402
-from tests.fakes.strict_gcs import running_strict_gcs  # noqa: E402
-from tests.support.processes import base_env, free_port, running  # noqa: E402
+from bitso_collector.timefmt import iso_minute
+from bitso_testkit.processes import FUNCTION_DIR, base_env, free_port, running
+from bitso_testkit.strict_gcs import running_strict_gcs
 
 BUCKET = "bitso-demo"
 SCHEDULE_HEADER = "X-CloudScheduler-ScheduleTime"
@@ -71,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         bitso_url = f"http://127.0.0.1:{free_port()}"
         stack.enter_context(
             running(
-                [sys.executable, "-m", "tests.fakes.fake_bitso", "--latency", "typical",
+                [sys.executable, "-m", "bitso_testkit.fake_bitso", "--latency", "typical",
                  f"--port={bitso_url.rsplit(':', 1)[1]}"],
                 base_env({}),
                 f"{bitso_url}/_requests",

@@ -1,6 +1,6 @@
 # Collector benchmark: every strategy and the naive baseline under three latency profiles against
-# the fake Bitso (see the README). Included by the root Makefile, which defines PY and STAMP and
-# exports PYTHONPATH. Also runs the archive benchmark (bench-archive, mk/archive.mk) when present.
+# the fake Bitso (see the README). Included by the root Makefile, which defines PY and STAMP.
+# Also runs the archive benchmark (bench-archive, mk/archive.mk) when present.
 BENCH_ALSO := $(if $(wildcard mk/archive.mk),bench-archive)
 
 bench: $(STAMP) $(BENCH_ALSO) ## Benchmark the strategies against the fake Bitso (Markdown table)

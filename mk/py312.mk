@@ -10,11 +10,12 @@ PY312_TESTS := --ignore=tests/archive --ignore=tests/test_terraform.py
 
 .PHONY: test-py312 test-py312-if-found
 
-$(STAMP312): $(FUNCTION_DIR)/requirements.txt requirements-test.txt
+$(STAMP312): $(FUNCTION_DIR)/requirements.txt requirements-test.txt pyproject.toml
 	@test -n "$(PY312)" || { echo "error: python3.12 not found; install Python 3.12 to run test-py312" >&2; exit 1; }
 	$(PY312) -m venv $(VENV312)
 	$(VENV312)/bin/pip install --quiet --upgrade pip
 	$(VENV312)/bin/pip install --quiet -r $(FUNCTION_DIR)/requirements.txt -r requirements-test.txt
+	$(VENV312)/bin/pip install --quiet --no-deps --editable .
 	touch $@
 
 test-py312: $(STAMP312) ## The function's tests on Python 3.12 (its Cloud Functions runtime)

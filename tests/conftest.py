@@ -14,9 +14,9 @@ import pytest
 import requests
 
 from bitso_collector.timefmt import iso_millis
-from tests.fakes.fake_bitso import FakeBitso
+from bitso_testkit.fake_bitso import FakeBitso
+from bitso_testkit.processes import FUNCTION_DIR, base_env, free_port, running
 from tests.support.clock_control import SHIFT_FILE_ENV, ClockControl
-from tests.support.processes import FUNCTION_DIR, base_env, free_port, running
 from tests.support.schemas import check_run_record
 
 SCHEDULE_HEADER = "X-CloudScheduler-ScheduleTime"

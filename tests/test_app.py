@@ -16,7 +16,7 @@ from functions_framework import create_app
 from bitso_collector import app as app_module
 from bitso_collector.clock import ShiftedClock
 from bitso_collector.timefmt import iso_millis
-from tests.fakes.fake_bitso import Behaviour, FakeBitso
+from bitso_testkit.fake_bitso import Behaviour, FakeBitso
 from tests.support.schemas import check_run_record
 
 MAIN = Path(__file__).parents[1] / "functions/fetch_book/main.py"

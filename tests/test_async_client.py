@@ -36,9 +36,9 @@ from bitso_collector.strategies.asyncio_strategy import (
     AsyncioStrategy,
     sleep_until,
 )
-from tests.fakes.fake_bitso import Behaviour, FakeBitso
+from bitso_testkit.fake_bitso import Behaviour, FakeBitso
+from bitso_testkit.processes import FUNCTION_DIR, free_port
 from tests.support.faults import FAULT_ERRORS
-from tests.support.processes import FUNCTION_DIR, free_port
 
 T = TypeVar("T")
 

@@ -12,9 +12,9 @@ from bitso_collector.errors import (
     UnknownBook,
 )
 from bitso_collector.signing import ApiCredentials
-from tests.fakes.fake_bitso import Behaviour, FakeBitso
+from bitso_testkit.fake_bitso import Behaviour, FakeBitso
+from bitso_testkit.processes import free_port
 from tests.support.faults import FAULT_ERRORS
-from tests.support.processes import free_port
 
 
 def test_an_order_book_comes_back_with_string_levels(fake_bitso: FakeBitso) -> None:

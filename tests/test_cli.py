@@ -11,7 +11,7 @@ import pytest
 
 from bitso_collector.cli import main
 from bitso_collector.clock import ShiftedClock
-from tests.fakes.fake_bitso import FakeBitso
+from bitso_testkit.fake_bitso import FakeBitso
 
 
 def test_collects_into_the_local_directory_from_the_next_minute(

@@ -13,7 +13,7 @@ from google.auth.exceptions import DefaultCredentialsError
 from bitso_collector import app, secrets
 from bitso_collector.config import Settings
 from bitso_collector.credentials import CredentialsError, resolve_credentials
-from tests.fakes.fake_secret_manager import FakeSecretManager
+from bitso_testkit.fake_secret_manager import FakeSecretManager
 
 KEY_VALUE = "bitso-key-4f1c"
 SECRET_VALUE = "bitso-secret-9d2e7a"

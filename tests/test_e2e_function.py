@@ -13,9 +13,9 @@ import pytest
 from bitso_collector.grid import minute_of, slots_ahead
 from bitso_collector.keys import claim_key, run_record_key, snapshot_key
 from bitso_collector.timefmt import parse_rfc3339
+from bitso_testkit.fake_bitso import FakeBitso
+from bitso_testkit.processes import free_port
 from tests.conftest import StartFunction
-from tests.fakes.fake_bitso import FakeBitso
-from tests.support.processes import free_port
 from tests.support.schemas import RUN_RECORD, SNAPSHOT
 
 pytestmark = pytest.mark.e2e

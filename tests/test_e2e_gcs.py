@@ -16,10 +16,10 @@ import pytest
 from bitso_collector.grid import minute_of, slots_ahead
 from bitso_collector.keys import claim_key, run_record_key, snapshot_key
 from bitso_collector.timefmt import iso_millis
+from bitso_testkit.fake_bitso import Behaviour, FakeBitso
+from bitso_testkit.fake_secret_manager import FakeSecretManager
+from bitso_testkit.strict_gcs import StrictGcs, running_strict_gcs
 from tests.conftest import FunctionServer, StartFunction
-from tests.fakes.fake_bitso import Behaviour, FakeBitso
-from tests.fakes.fake_secret_manager import FakeSecretManager
-from tests.fakes.strict_gcs import StrictGcs, running_strict_gcs
 
 pytestmark = pytest.mark.e2e
 BOOKS = ("btc_mxn", "eth_mxn")

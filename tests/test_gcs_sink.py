@@ -23,8 +23,8 @@ from bitso_collector.config import Settings
 from bitso_collector.errors import StorageError
 from bitso_collector.sinks import GcsSink, LocalSink, make_sink
 from bitso_collector.sinks.gcs import _Upload
-from tests.fakes.strict_gcs import StrictGcs, running_strict_gcs
-from tests.support.processes import FUNCTION_DIR
+from bitso_testkit.processes import FUNCTION_DIR
+from bitso_testkit.strict_gcs import StrictGcs, running_strict_gcs
 
 _buckets = itertools.count()
 

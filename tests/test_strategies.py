@@ -28,7 +28,7 @@ from bitso_collector.pacing import Pacer
 from bitso_collector.runner import Collector
 from bitso_collector.sinks import LocalSink
 from bitso_collector.strategies import make_strategy
-from tests.fakes.fake_bitso import Behaviour, FakeBitso, RequestLog
+from bitso_testkit.fake_bitso import Behaviour, FakeBitso, RequestLog
 
 PERIOD_MS = 4000
 PERIOD = PERIOD_MS / 1000

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from bitso_testkit.gcs_emulator import running_gcs_emulator
 from tests.archive.helpers import Archive, scenario
-from tests.fakes.gcs_emulator import running_gcs_emulator
 
 _bucket_numbers = itertools.count()
 

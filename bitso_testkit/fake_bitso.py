@@ -9,7 +9,7 @@
 - Faults on demand, scripted per request or as the default: latency, 5xx, malformed or truncated
   bodies, hung connections. Signatures are checked when the fake knows the keys.
 
-In tests use `FakeBitso` in-process; as a process (`python -m tests.fakes.fake_bitso`) it prints
+In tests use `FakeBitso` in-process; as a process (`python -m bitso_testkit.fake_bitso`) it prints
 its URL and takes the same settings over `POST /_control`, and reports on `GET /_requests`.
 """
 
@@ -32,7 +32,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fakes.loopback import LoopbackServer
+from bitso_testkit.loopback import LoopbackServer
 
 LEVELS = 50
 FAULTS = ("ok", "slow", "5xx", "garbage", "truncate", "hang", "throttle", "empty")

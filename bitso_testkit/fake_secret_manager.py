@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlsplit
 
 import google_crc32c
 
-from tests.fakes.loopback import LoopbackServer
+from bitso_testkit.loopback import LoopbackServer
 
 _ACCESS = re.compile(r"^/v1/(projects/[^/]+/secrets/[^/]+)/versions/([^/:]+):access$")
 _STATUS_NAMES = {

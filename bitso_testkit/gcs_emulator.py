@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.support.processes import base_env, free_port, running
+from bitso_testkit.processes import base_env, free_port, running
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ one bucket):
 `times=None` means for good, until `clear()`.
 
 Python:   with running_strict_gcs() as gcs: gcs.url, gcs.create_bucket("b"), gcs.fail(3)
-Process:  python -m tests.fakes.strict_gcs   (starts an emulator too; prints the proxy URL)
+Process:  python -m bitso_testkit.strict_gcs   (starts an emulator too; prints the proxy URL)
 Control:  POST /_strict/faults {"kind": "fail", "times": 3, "status": 503, "match": "\\.json$"},
           POST /_strict/clear, GET /_strict/uploads (the upload log as JSON).
 """
@@ -43,8 +43,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from tests.fakes.gcs_emulator import running_gcs_emulator
-from tests.fakes.loopback import LoopbackServer
+from bitso_testkit.gcs_emulator import running_gcs_emulator
+from bitso_testkit.loopback import LoopbackServer
 
 FAULT_KINDS = ("fail", "hang", "drop_reply")
 _HOP_BY_HOP = {

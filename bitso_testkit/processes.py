@@ -13,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 FUNCTION_DIR = REPO / "functions" / "fetch_book"
 
 
@@ -31,10 +31,10 @@ SETTING_PREFIXES = (
 
 
 def base_env(extra: Mapping[str, str]) -> dict[str, str]:
-    """This environment without collector or Google settings, the package on the path, and
-    `extra` on top."""
+    """This environment without collector or Google settings, and `extra` on top (the packages
+    come from the installed project, never from a path)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(SETTING_PREFIXES)}
-    env["PYTHONPATH"] = os.pathsep.join([str(FUNCTION_DIR), str(REPO)])
+    env.pop("PYTHONPATH", None)
     env.update(extra)
     return env
 
