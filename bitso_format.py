@@ -12,6 +12,7 @@ so the writer and the reader always compute the same names.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import uuid
@@ -52,10 +53,14 @@ UTC_MILLIS_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[
 
 RUNS_DIR = "_runs"
 DEFAULT_COMPACTED_PREFIX = "compacted"
+TRADES_CHANNEL = "trades"
+DIFF_ORDERS_CHANNEL = "diff-orders"
 #: The WebSocket channels a call can record beside its snapshots (`STREAMS`).
-STREAM_CHANNELS = ("trades", "diff-orders")
+STREAM_CHANNELS = (TRADES_CHANNEL, DIFF_ORDERS_CHANNEL)
 #: Where a backfilled trade came from, in its stream line.
 REST_SOURCE = "rest"
+#: `compacted_name(..., kind=...)` of the hourly trades files (the books' files have no kind).
+COMPACTED_TRADES_KIND = "trades"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SNAPSHOT_NAME = re.compile(
@@ -107,6 +112,12 @@ def parse_iso_millis(text: str) -> int:
     """Epoch ms of exactly `2026-11-24T10:15:07.118Z`; ValueError otherwise."""
     if UTC_MILLIS_PATTERN.fullmatch(text) is None:
         raise ValueError(f"{text!r} is not a time like 2026-11-24T10:15:07.118Z")
+    return _second_ms(text[:19]) + int(text[20:23])
+
+
+@functools.lru_cache(maxsize=4096)
+def _second_ms(text: str) -> int:
+    """Epoch ms of `2026-11-24T10:15:07` (cached: a stream object's lines share seconds)."""
     moment = datetime(
         int(text[0:4]),
         int(text[5:7]),
@@ -116,7 +127,7 @@ def parse_iso_millis(text: str) -> int:
         int(text[17:19]),
         tzinfo=UTC,
     )
-    return datetime_to_ms(moment) + int(text[20:23])
+    return datetime_to_ms(moment)
 
 
 def parse_rfc3339(text: str) -> int:
@@ -320,6 +331,37 @@ def stream_line(received_ms: int, message: dict[str, Any]) -> dict[str, Any]:
 def backfill_line(received_ms: int, trade: dict[str, Any]) -> dict[str, Any]:
     """One trade fetched from `GET /v3/trades/` that the socket did not deliver."""
     return {"received_at": iso_millis(received_ms), "source": REST_SOURCE, "trade": trade}
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLine:
+    """One stored stream line read back: a WebSocket message, or a trade backfilled from REST."""
+
+    received_ms: int
+    message: dict[str, Any] | None
+    trade: dict[str, Any] | None
+
+
+def parse_stream_line(line: Any) -> StreamLine:
+    """The inverse of `stream_line` and `backfill_line`; ValueError naming what is wrong."""
+    if not isinstance(line, dict):
+        raise ValueError("a stream line must be a JSON object")
+    received_at = line.get("received_at")
+    if not isinstance(received_at, str):
+        raise ValueError("received_at must be a time like 2026-11-24T10:15:07.118Z")
+    received_ms = parse_iso_millis(received_at)
+    if line.keys() == {"received_at", "message"} and isinstance(line["message"], dict):
+        return StreamLine(received_ms, line["message"], None)
+    if (
+        line.keys() == {"received_at", "source", "trade"}
+        and line["source"] == REST_SOURCE
+        and isinstance(line["trade"], dict)
+    ):
+        return StreamLine(received_ms, None, line["trade"])
+    raise ValueError(
+        'a stream line holds "received_at" and either an object "message" or '
+        f'"source": "{REST_SOURCE}" and an object "trade"'
+    )
 
 
 # -- the create-only local write -----------------------------------------------------------------

@@ -1,15 +1,17 @@
-"""``python -m bitso_archive {load,gaps,compact} SOURCE --start T --end T [--books a,b]``.
+"""``python -m bitso_archive {load,gaps,compact,book,replay,trades} SOURCE ...``.
 
 SOURCE is a local directory or ``gs://bucket[/prefix]``. Times are UTC, ISO 8601
 (``2026-11-24T14:00`` or ``2026-11-24T14:00:00Z``); the end is excluded. Bad
-input is an argparse error (exit 2); a failure while working exits 1 with one
-line on stderr, never a traceback.
+input is an argparse error (exit 2); a failure while working, or an instant the
+archive cannot know, exits 1 with one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +32,7 @@ log = logging.getLogger("bitso_archive")
 
 EXAMPLES = """\
 shape: python -m bitso_archive COMMAND SOURCE --start TIME --end TIME [--books a,b]
+       python -m bitso_archive book SOURCE --book B --at TIME [--depth N] [--json]
 SOURCE is a directory or gs://bucket[/prefix]; times are UTC ISO 8601; the end is excluded.
 
 examples:
@@ -39,8 +42,15 @@ examples:
   python -m bitso_archive gaps data --start 2026-11-24T14:00 --end 2026-11-24T15:00 --png gaps.png
   python -m bitso_archive gaps data --start 2026-11-24T14:00 --end 2026-11-24T15:00 --json
   python -m bitso_archive compact data --start 2026-11-24T00:00 --end 2026-11-25T00:00
+  python -m bitso_archive book data --book btc_mxn --at 2026-11-24T14:03:07.250Z --depth 10
+  python -m bitso_archive replay data --book btc_mxn --start 2026-11-24T14:00 \\
+      --end 2026-11-24T15:00 --every 1s --depth 10 --out top10.parquet
+  python -m bitso_archive trades data --start 2026-11-24T14:00 --end 2026-11-24T15:00 \\
+      --out trades.csv
 """
 TIME_HELP = "UTC time, ISO 8601, e.g. 2026-11-24T14:00 or 2026-11-24T14:00:00Z"
+DEFAULT_DEPTH = 50
+MAX_DEPTH = 100_000
 
 
 def _time(text: str) -> int:
@@ -78,6 +88,38 @@ def _rpm(text: str) -> int:
     return value
 
 
+def _book(text: str) -> str:
+    book = text.strip()
+    if not BOOK_RE.match(book):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a book name; use a lowercase name like btc_mxn ([a-z0-9]+_[a-z0-9]+)"
+        )
+    return book
+
+
+def _depth(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_DEPTH:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a depth; use a whole number of levels a side from 1 to {MAX_DEPTH}"
+        )
+    return int(text)
+
+
+_INTERVAL_RE = re.compile(r"([0-9]+)(ms|s|m|h)")
+_INTERVAL_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+
+
+def _interval(text: str) -> int:
+    match = _INTERVAL_RE.fullmatch(text.strip())
+    value = int(match.group(1)) * _INTERVAL_UNIT_MS[match.group(2)] if match else 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an interval; use a positive whole number with ms, s, m or h "
+            "(e.g. 250ms, 1s, 5m)"
+        )
+    return value
+
+
 def _out_path(text: str) -> Path:
     path = Path(text)
     if path.suffix.lower() not in (".csv", ".parquet"):
@@ -93,26 +135,39 @@ def _png_path(text: str) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("source", help="a local directory or gs://bucket[/prefix]")
-    common.add_argument("--start", type=_time, required=True, help=TIME_HELP)
-    common.add_argument(
+    base = argparse.ArgumentParser(add_help=False)
+    base.add_argument("source", help="a local directory or gs://bucket[/prefix]")
+    base.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar and no info lines"
+    )
+    span = argparse.ArgumentParser(add_help=False)
+    span.add_argument("--start", type=_time, required=True, help=TIME_HELP)
+    span.add_argument(
         "--end", type=_time, required=True, help=TIME_HELP + " (excluded, after --start)"
     )
+    common = argparse.ArgumentParser(add_help=False, parents=[base, span])
     common.add_argument(
         "--books", type=_books, default=None, help="comma-separated books (default: all found)"
     )
-    common.add_argument(
-        "-q", "--quiet", action="store_true", help="no progress bar and no info lines"
+    one_book = argparse.ArgumentParser(add_help=False, parents=[base])
+    one_book.add_argument("--book", type=_book, required=True, help="the book, e.g. btc_mxn")
+    one_book.add_argument(
+        "--depth",
+        type=_depth,
+        default=DEFAULT_DEPTH,
+        help=f"levels a side, best first (default {DEFAULT_DEPTH})",
     )
 
     parser = argparse.ArgumentParser(
         prog="python -m bitso_archive",
-        description="Read the Bitso order book archive back: load, gaps, compact.",
+        description="Read the Bitso order book archive back: load, gaps, compact, "
+        "and from the streams book, replay, trades.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=EXAMPLES,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{load,gaps,compact}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="{load,gaps,compact,book,replay,trades}"
+    )
 
     p_load = sub.add_parser(
         "load",
@@ -158,6 +213,49 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_COMPACTED_PREFIX,
         help=f"folder for the Parquet files, under the source (default {DEFAULT_COMPACTED_PREFIX})",
     )
+
+    p_book = sub.add_parser(
+        "book",
+        parents=[one_book],
+        help="the book at one instant, rebuilt from its anchor and diffs",
+        description="The aggregated book at --at, rebuilt from the minute's latest anchor "
+        "(an aggregate=false snapshot) and every diff received at or before it. An instant "
+        "the archive cannot know (after a sequence gap or an outage and before the next "
+        "anchor, before the minute's first anchor, or outside the recorded minutes) is an "
+        "error (exit 1) that says why.",
+    )
+    p_book.add_argument("--at", type=_time, required=True, help=TIME_HELP)
+    p_book.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"book", "at", "sequence", "bids": [{"price", "amount", "orders"}], "asks"}',
+    )
+
+    p_replay = sub.add_parser(
+        "replay",
+        parents=[one_book, span],
+        help="the book at a fixed interval, one row per level, to CSV or Parquet",
+        description="The book every --every from --start (end excluded), one row per level "
+        "(book, at, sequence, side, level, price, amount, orders). Instants the archive "
+        "cannot know get no rows; they are counted, with the spans that explain them.",
+    )
+    p_replay.add_argument(
+        "--every",
+        type=_interval,
+        default=1000,
+        help="the interval, e.g. 250ms, 1s, 1m (default 1s)",
+    )
+    p_replay.add_argument("--out", type=_out_path, required=True, help="file.csv or file.parquet")
+
+    p_trades = sub.add_parser(
+        "trades",
+        parents=[common],
+        help="every trade once (streamed and backfilled merged), to CSV or Parquet",
+        description="Every trade made in [start, end), once, in trade id order: tid, book, "
+        "created_at, received_at, price, amount, value, taker_side, maker_order, "
+        "taker_order, source (stream or rest).",
+    )
+    p_trades.add_argument("--out", type=_out_path, required=True, help="file.csv or file.parquet")
     return parser
 
 
@@ -177,7 +275,7 @@ def _setup_logging(quiet: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.end <= args.start:
+    if "end" in args and args.end <= args.start:
         parser.error(
             f"--end ({iso_ms(args.end)}) must be after --start ({iso_ms(args.start)}); "
             "the end is excluded"
@@ -190,9 +288,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "load":
             return _cmd_load(args, source)
-        if args.command == "gaps":
-            return _cmd_gaps(args, source)
-        return _cmd_compact(args, source)
+        command = {
+            "gaps": _cmd_gaps,
+            "compact": _cmd_compact,
+            "book": _cmd_book,
+            "replay": _cmd_replay,
+            "trades": _cmd_trades,
+        }[args.command]
+        return command(args, source)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -285,5 +388,68 @@ def _cmd_compact(args: argparse.Namespace, source: Source) -> int:
     print(
         f"{summary['written']} written, {summary['existing']} already there, "
         f"{summary['empty']} empty, {len(result.skipped_open_hours)} open hours skipped"
+    )
+    return 0
+
+
+def _cmd_book(args: argparse.Namespace, source: Source) -> int:
+    from bitso_archive.replay import book_at  # noqa: PLC0415
+
+    view = book_at(source, args.book, args.at, args.depth)
+    if args.json:
+        print(json.dumps(view.as_dict()))
+        return 0
+    print(f"{view.book} at {iso_ms(view.at_ms)}, sequence {view.sequence} (anchor {view.anchor})")
+    rows = [
+        [side, str(number), format(level.price, "f"), format(level.amount, "f"), str(level.orders)]
+        for side, levels in (("bid", view.bids), ("ask", view.asks))
+        for number, level in enumerate(levels)
+    ]
+    headers = ["side", "level", "price", "amount", "orders"]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    for cells in [headers, *rows]:
+        aligned = (
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+        print("  ".join(aligned).rstrip())
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace, source: Source) -> int:
+    from bitso_archive.replay import replay, write_replay  # noqa: PLC0415
+
+    instants = replay(source, args.book, args.start, args.end, args.every, args.depth)
+    summary = write_replay(instants, args.out)
+    log.info(
+        "%d instants of %s: %d known (%d rows to %s), %d unknown",
+        summary.instants,
+        args.book,
+        summary.known,
+        summary.rows,
+        args.out,
+        summary.instants - summary.known,
+    )
+    for span, count in summary.unknown.items():
+        start, end = iso_ms(span.start_ms), iso_ms(span.end_ms)
+        log.info("  %d unknown from %s to %s: %s", count, start, end, span.detail)
+    if not summary.known:
+        print(f"error: no instant of {args.book} in the range can be known", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_trades(args: argparse.Namespace, source: Source) -> int:
+    from bitso_archive.trades import write_trades  # noqa: PLC0415
+
+    result = write_trades(source, args.start, args.end, args.out, args.books)
+    log.info(
+        "%d trades of %s to %s (%d duplicates dropped, %d objects read, %d lines skipped)",
+        result.trades,
+        ",".join(sorted(result.books)) or "no book",
+        args.out,
+        result.duplicates,
+        result.objects,
+        len(result.corrupt),
     )
     return 0

@@ -4,7 +4,8 @@ Per book and minute: the slots the grid expected (``R`` and the book list come
 from that minute's run record, else from the defaults given), the snapshots
 present, the missing slot times, whether the minute was throttled, the writes
 the run record says were lost, and corrupt objects. Per book: runs of
-consecutive snapshots with an unchanged ``sequence``.
+consecutive snapshots with an unchanged ``sequence``. With streams, per book and
+minute also their coverage (:mod:`bitso_archive.coverage`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bitso_archive.coverage import StreamReport, format_streams, stream_coverage
 from bitso_archive.layout import (
     DEFAULT_RPM,
     TimeLike,
@@ -36,6 +38,7 @@ from bitso_archive.snapshots import (
     read_run_records,
 )
 from bitso_archive.sources import SourceLike, open_source
+from bitso_archive.texttable import text_table
 
 
 @dataclass
@@ -141,6 +144,7 @@ class GapReport:
     corrupt: list[Corrupt]
     run_records: int
     corrupt_run_records: list[Corrupt]
+    streams: dict[str, StreamReport] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -152,6 +156,7 @@ class GapReport:
             "corrupt": [c.as_dict() for c in self.corrupt],
             "corrupt_run_records": [c.as_dict() for c in self.corrupt_run_records],
             "books": {book: report.as_dict() for book, report in self.books.items()},
+            "streams": {book: report.as_dict() for book, report in self.streams.items()},
         }
 
     def to_json(self, indent: int | None = None) -> str:
@@ -286,20 +291,8 @@ def gaps_report(
         corrupt=corrupt_objects,
         run_records=len(records),
         corrupt_run_records=corrupt_records,
+        streams=stream_coverage(src, start_ms, end_ms, wanted),
     )
-
-
-def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        out = [
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "  ".join(out).rstrip()
-
-    return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)]
 
 
 def _short(ms: int) -> str:
@@ -349,7 +342,7 @@ def format_report(report: GapReport, *, max_minutes: int = 200, max_runs: int = 
         "corrupt",
         "same-seq runs (longest)",
     ]
-    lines += _table(headers, rows, right=set(range(1, 10)))
+    lines += text_table(headers, rows, right=set(range(1, 10)))
 
     bad = [
         (m, book)
@@ -387,7 +380,7 @@ def format_report(report: GapReport, *, max_minutes: int = 200, max_runs: int = 
                     shown or "-",
                 ]
             )
-        lines += _table(
+        lines += text_table(
             ["minute", "book", "expected", "present", "missing", "notes", "missing slots"],
             rows,
             right={2, 3, 4},
@@ -403,12 +396,13 @@ def format_report(report: GapReport, *, max_minutes: int = 200, max_runs: int = 
             [book, str(r.sequence), iso_ms(r.start_ms), iso_ms(r.end_ms), str(r.length)]
             for r, book in runs[:max_runs]
         ]
-        lines += _table(["book", "sequence", "start", "end", "snapshots"], rows, right={1, 4})
+        lines += text_table(["book", "sequence", "start", "end", "snapshots"], rows, right={1, 4})
         if len(runs) > max_runs:
             lines.append(f"... and {len(runs) - max_runs} more (use --json for all)")
     if report.corrupt:
         lines += ["", f"Corrupt objects skipped: {len(report.corrupt)}"]
         lines += [f"  {c.name}: {c.reason}" for c in report.corrupt[:max_runs]]
+    lines += format_streams(report.streams, max_rows=max_minutes)
     return "\n".join(lines)
 
 
