@@ -17,7 +17,6 @@ again (after an outage, the slot after it backfills trades).
 from __future__ import annotations
 
 import gzip
-import json
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -227,6 +226,8 @@ class World:
     archive: Archive
     minutes: dict[int, RecordedMinuteFacts]
     trades: dict[int, dict[str, Any]]  # tid -> the trade as the socket would send it
+    stored_tids: set[int] = field(default_factory=set)  # streamed or backfilled
+    streamed_tids: set[int] = field(default_factory=set)
 
     def received_sequence(self, at_ms: int, span: Span) -> int:
         """The sequence the book has at ``at_ms`` in a known span: the anchor's, raised by
@@ -265,9 +266,13 @@ class World:
 
 
 def _snapshot(
-    book: str, slot_ms: int, sequence: int, bids: list[dict[str, str]],
-    asks: list[dict[str, str]], aggregate_: bool,
-) -> dict[str, Any]:  # fmt: skip
+    book: str,
+    slot_ms: int,
+    sequence: int,
+    bids: list[dict[str, str]],
+    asks: list[dict[str, str]],
+    aggregate_: bool,
+) -> dict[str, Any]:
     return {
         "schema_version": 1,
         "book": book,
@@ -327,7 +332,7 @@ def build_world(
     archive = Archive(prefix)
     world = World(market, events, archive, {}, {})
     held_tid = 0  # the last trade the "collector" holds (streamed or backfilled)
-    stored_tids: set[int] = set()
+    stored_tids = world.stored_tids
     for event in events:
         if event.trade is not None:
             world.trades[event.trade["i"]] = event.trade
@@ -341,8 +346,12 @@ def build_world(
         outages = [(minute + a, minute + b) for a, b in plan.outages]
         up_from, up_to = minute + ACK_MS, minute + CLOSE_MS
 
-        def live(when: int, up_from: int = up_from, up_to: int = up_to,
-                 outages: list[tuple[int, int]] = outages) -> bool:  # fmt: skip
+        def live(
+            when: int,
+            up_from: int = up_from,
+            up_to: int = up_to,
+            outages: list[tuple[int, int]] = outages,
+        ) -> bool:
             return up_from <= when < up_to and not any(a <= when < b for a, b in outages)
 
         drops = sorted(minute + d for d in plan.drops)
@@ -364,14 +373,23 @@ def build_world(
                 facts.gaps.append((facts.stored[-1][0], event.sequence))
                 unanchored_at.append(received)
             facts.stored.append((event.sequence, received))
-            message = {"type": "diff-orders", "book": BOOK, "sequence": event.sequence,
-                       "payload": event.payload}  # fmt: skip
+            message = {
+                "type": "diff-orders",
+                "book": BOOK,
+                "sequence": event.sequence,
+                "payload": event.payload,
+            }
             diff_lines.append({"received_at": iso(received), "message": message})
             if event.trade is not None:
-                trade = {"type": "trades", "book": BOOK, "payload": [event.trade],
-                         "sent": event.time_ms}  # fmt: skip
+                trade = {
+                    "type": "trades",
+                    "book": BOOK,
+                    "payload": [event.trade],
+                    "sent": event.time_ms,
+                }
                 trade_lines.append({"received_at": iso(received), "message": trade})
                 stored_tids.add(event.trade["i"])
+                world.streamed_tids.add(event.trade["i"])
                 held_tid = max(held_tid, event.trade["i"])
         for _a, b in outages:
             unanchored_at.append(b)
@@ -393,20 +411,30 @@ def build_world(
             use = uses.get(j, "snapshot")
             if use == "trades_backfill":
                 missed = [
-                    t for tid, t in sorted(world.trades.items())
-                    if tid not in stored_tids and t["x"] < slot + REST_TAKES_MS
+                    t
+                    for tid, t in sorted(world.trades.items())
+                    if tid not in stored_tids
+                    and t["x"] < slot + REST_TAKES_MS
                     and (tid > held_before if held_before else t["x"] >= minute - 1000)
-                ]  # fmt: skip
+                ]
                 if k == 1 and j == 2:  # one streamed trade fetched again: readers drop it
-                    missed.append(world.trades[min(stored_tids)])
+                    missed.append(world.trades[min(world.streamed_tids)])
                 for t in missed:
-                    rest = {"book": BOOK, "created_at": rest_time(t["x"]), "amount": t["a"],
-                            "maker_side": "buy" if t["t"] == 1 else "sell", "price": t["r"],
-                            "tid": t["i"]}  # fmt: skip
+                    rest = {
+                        "book": BOOK,
+                        "created_at": rest_time(t["x"]),
+                        "amount": t["a"],
+                        "maker_side": "buy" if t["t"] == 1 else "sell",
+                        "price": t["r"],
+                        "tid": t["i"],
+                    }
                     trade_lines.append(
-                        {"received_at": iso(slot + REST_ANSWERS_MS), "source": "rest",
-                         "trade": rest}
-                    )  # fmt: skip
+                        {
+                            "received_at": iso(slot + REST_ANSWERS_MS),
+                            "source": "rest",
+                            "trade": rest,
+                        }
+                    )
                     stored_tids.add(t["i"])
                     held_tid = max(held_tid, t["i"])
                 continue
@@ -457,6 +485,15 @@ def build_world(
     return world
 
 
+def chain_end(facts: RecordedMinuteFacts, anchor: AnchorFact) -> int:
+    """The last sequence the anchor reaches through the minute's stored diffs, no hole."""
+    received = {sequence for sequence, _when in facts.stored}
+    last = anchor.sequence
+    while last + 1 in received:
+        last += 1
+    return last
+
+
 def _spans(facts: RecordedMinuteFacts) -> list[Span]:
     """When the book of the minute is known, from the generator's own knowledge: from each
     anchor's receipt to the receipt of the last stored diff that continues its sequence
@@ -468,9 +505,7 @@ def _spans(facts: RecordedMinuteFacts) -> list[Span]:
     spans = [Span(start, anchors[0].received_ms, "before_first_anchor")]
     for index, anchor in enumerate(anchors):
         window_end = anchors[index + 1].received_ms if index + 1 < len(anchors) else end
-        missing = anchor.sequence + 1
-        while missing in received:
-            missing += 1
+        missing = chain_end(facts, anchor) + 1
         last = received[missing - 1] if missing - 1 > anchor.sequence else anchor.received_ms
         known_end = min(max(last, anchor.received_ms), window_end)
         if known_end > anchor.received_ms:
@@ -483,7 +518,3 @@ def _spans(facts: RecordedMinuteFacts) -> list[Span]:
             else:
                 spans.append(Span(known_end, window_end, "after_last_diff"))
     return spans
-
-
-def decode_json(data: bytes) -> Any:
-    return json.loads(data)
