@@ -127,7 +127,10 @@ def parse_rfc3339(text: str) -> int:
     moment = datetime.fromisoformat(value)
     if moment.tzinfo is None:
         raise ValueError("time has no UTC offset")
-    return datetime_to_ms(moment)
+    try:
+        return datetime_to_ms(moment)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+00:01, before year 1 in UTC
+        raise ValueError(f"{text!r} is outside the years a clock can show") from None
 
 
 def floor_minute(ms: int) -> int:
@@ -156,6 +159,11 @@ class GridSlot:
     number: int
     at_ms: int
     book: str
+
+    @property
+    def at(self) -> float:
+        """Scheduled start in epoch seconds, as clocks read."""
+        return self.at_ms / 1000
 
 
 def grid_minute(

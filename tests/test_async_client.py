@@ -180,7 +180,9 @@ def test_full_order_books_are_stored_with_their_oids(tmp_path: Path) -> None:
             JsonLogger(io.StringIO()),
             period_ms=period_ms,
         )
-        record = collector.run(CallOptions(schedule_time=minute_start, duration_seconds=1))
+        record = collector.run(
+            CallOptions(schedule_time=minute_start, duration_seconds=1)
+        ).to_json()
     stored = [p for p in tmp_path.rglob("*.json") if "_runs" not in p.parts]
     assert record["status"] == "ok", record
     assert record["written"] == len(stored) == len(fake.served) >= 7

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-BOOK_PATTERN = re.compile(r"^[a-z0-9]+_[a-z0-9]+$")
-BITSO_LIMIT_PER_MINUTE = 60
+from bitso_format import BITSO_LIMIT_PER_MINUTE, BOOK_PATTERN, DEFAULT_REQUESTS_PER_MINUTE
+
 STRATEGIES = ("sequential", "threaded", "asyncio")
 COMPRESSIONS = ("none", "gzip")
 _TRUE = ("true", "1", "yes", "on")
@@ -29,7 +29,7 @@ class Settings:
     books: tuple[str, ...] = ("btc_mxn",)
     api_url: str = "https://api.bitso.com"
     aggregate: bool = True
-    requests_per_minute: int = 59
+    requests_per_minute: int = DEFAULT_REQUESTS_PER_MINUTE
     strategy: str = "threaded"
     gcs_bucket: str | None = None
     local_data_dir: str = "data"
@@ -185,7 +185,9 @@ def load_settings(
         books=parse_books(get("BITSO_BOOKS", "btc_mxn")),
         api_url=_api_url(get("BITSO_API_URL", "https://api.bitso.com")),
         aggregate=_boolean("BITSO_AGGREGATE", get("BITSO_AGGREGATE", "true")),
-        requests_per_minute=_requests_per_minute(get("REQUESTS_PER_MINUTE", "59")),
+        requests_per_minute=_requests_per_minute(
+            get("REQUESTS_PER_MINUTE", str(DEFAULT_REQUESTS_PER_MINUTE))
+        ),
         strategy=_choice("STRATEGY", get("STRATEGY", "threaded"), STRATEGIES),
         gcs_bucket=_bucket(get("GCS_BUCKET")),
         local_data_dir=get("LOCAL_DATA_DIR", "data").strip() or "data",
