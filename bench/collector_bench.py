@@ -42,13 +42,13 @@ from bitso_collector.bitso_client import BitsoClient
 from bitso_collector.call_options import CallOptions
 from bitso_collector.clock import ShiftedClock
 from bitso_collector.config import Settings
-from bitso_collector.logs import JsonLogger
 from bitso_collector.outcomes import Outcome
 from bitso_collector.runner import Collector
 from bitso_collector.sinks import LocalSink
 from bitso_collector.strategies import FetchJob, Strategy, make_strategy
 from bitso_collector.strategies.blocking import fetch_slot
 from bitso_format import MINUTE_MS, grid_minute
+from bitso_logs import JsonLogger
 from bitso_testkit.fake_bitso import Behaviour, FakeBitso
 
 REPO = Path(__file__).resolve().parents[1]

@@ -26,7 +26,6 @@ from bitso_collector.errors import (
     Throttled,
     UnknownBook,
 )
-from bitso_collector.logs import JsonLogger
 from bitso_collector.runner import Collector
 from bitso_collector.signing import ApiCredentials
 from bitso_collector.sinks import LocalSink
@@ -36,6 +35,7 @@ from bitso_collector.strategies.asyncio_strategy import (
     AsyncioStrategy,
     sleep_until,
 )
+from bitso_logs import JsonLogger
 from bitso_testkit.fake_bitso import Behaviour, FakeBitso
 from bitso_testkit.processes import FUNCTION_DIR, free_port
 from tests.support.faults import FAULT_ERRORS

@@ -24,12 +24,12 @@ from bitso_collector.call_options import CallOptions
 from bitso_collector.clock import ShiftedClock
 from bitso_collector.config import Settings
 from bitso_collector.grid import Slot, slot_spacing
-from bitso_collector.logs import JsonLogger
 from bitso_collector.pacing import Pacer
 from bitso_collector.runner import Collector
 from bitso_collector.sinks import LocalSink
 from bitso_collector.strategies import make_strategy
 from bitso_format import grid_minute
+from bitso_logs import JsonLogger
 from bitso_testkit.fake_bitso import Behaviour, FakeBitso, RequestLog
 
 PERIOD_MS = 4000

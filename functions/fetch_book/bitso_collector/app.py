@@ -13,12 +13,13 @@ from typing import Any
 
 import flask
 
+from bitso_logs import JsonLogger
+
 from .call_options import BadRequest, parse_call
 from .clock import Clock, SystemClock
 from .config import ConfigError, Settings, load_settings
 from .credentials import CredentialsError, resolve_credentials
 from .errors import StorageError
-from .logs import JsonLogger
 from .outcomes import CallStatus
 from .run_record import RunRecord
 from .runner import Collector

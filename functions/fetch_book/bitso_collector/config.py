@@ -11,7 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bitso_format import BITSO_LIMIT_PER_MINUTE, BOOK_PATTERN, DEFAULT_REQUESTS_PER_MINUTE
+from bitso_format import (
+    BITSO_LIMIT_PER_MINUTE,
+    BOOK_PATTERN,
+    DEFAULT_REQUESTS_PER_MINUTE,
+    parse_bucket,
+    parse_object_prefix,
+)
 
 STRATEGIES = ("sequential", "threaded", "asyncio")
 COMPRESSIONS = ("none", "gzip")
@@ -113,27 +119,17 @@ def _api_url(raw: str) -> str:
 
 
 def _prefix(raw: str) -> str:
-    value = raw.strip().strip("/")
-    if value and not re.fullmatch(r"[A-Za-z0-9._\-]+(/[A-Za-z0-9._\-]+)*", value):
-        raise ConfigError(
-            f"OBJECT_PREFIX={raw!r} is not allowed; use letters, digits, '.', '_', '-' "
-            "and '/' between parts"
-        )
-    return value
+    try:
+        return parse_object_prefix(raw)
+    except ValueError as error:
+        raise ConfigError(f"OBJECT_PREFIX={raw!r} {error}") from None
 
 
 def _bucket(raw: str) -> str | None:
-    value = raw.strip()
-    if value.startswith("gs://"):
-        value = value[len("gs://") :].rstrip("/")
-    if not value:
-        return None
-    if not re.fullmatch(r"[a-z0-9][a-z0-9._\-]{1,220}[a-z0-9]", value):
-        raise ConfigError(
-            f"GCS_BUCKET={raw!r} is not a bucket name; "
-            "allowed: 3-222 lower-case letters, digits, '-', '_' and '.'"
-        )
-    return value
+    try:
+        return parse_bucket(raw)
+    except ValueError as error:
+        raise ConfigError(f"GCS_BUCKET={raw!r} {error}") from None
 
 
 def _secret_name(name: str, raw: str) -> str | None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from bitso_format import iso_millis
+from bitso_logs import JsonLogger
 
 from .errors import BitsoError, MalformedReply
 from .grid import Slot
 from .ledger import SlotLedger
-from .logs import JsonLogger
 from .outcomes import Outcome
 from .snapshot import encode, normalise
 from .snapshot_writer import SnapshotWriter, StorageOptions

@@ -15,6 +15,7 @@ from bitso_format import (
     run_record_name,
     seconds_to_ms,
 )
+from bitso_logs import JsonLogger, trace_fields
 
 from .call_options import SCHEDULE_HEADER, BadRequest, CallOptions
 from .clock import Clock
@@ -22,7 +23,6 @@ from .config import Settings
 from .errors import StorageError
 from .grid import Coverage, minute_of, slot_spacing, slots_ahead
 from .ledger import SlotLedger
-from .logs import JsonLogger, trace_fields
 from .outcomes import CallStatus
 from .pacing import Pacer
 from .recorder import CallRecorder

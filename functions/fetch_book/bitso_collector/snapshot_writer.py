@@ -7,12 +7,12 @@ from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
 
 from bitso_format import iso_millis, snapshot_name
+from bitso_logs import JsonLogger
 
 from .clock import Clock
 from .errors import StorageError
 from .grid import Slot
 from .ledger import SlotLedger
-from .logs import JsonLogger
 from .outcomes import Outcome
 from .sinks.base import Sink
 
