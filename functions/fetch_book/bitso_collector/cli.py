@@ -22,7 +22,7 @@ from .grid import minute_of
 
 def main(argv: list[str] | None = None, clock: Clock | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bitso_collector.cli", description="Collect Bitso order book snapshots."
+        prog="bitso-collect", description="Collect Bitso order book snapshots."
     )
     parser.add_argument("--minutes", type=int, default=1, help="whole minutes to collect (1)")
     parser.add_argument(

@@ -1,0 +1,289 @@
+"""``python -m bitso_archive {load,gaps,compact} SOURCE --start T --end T [--books a,b]``.
+
+SOURCE is a local directory or ``gs://bucket[/prefix]``. Times are UTC, ISO 8601
+(``2026-11-24T14:00`` or ``2026-11-24T14:00:00Z``); the end is excluded. Bad
+input is an argparse error (exit 2); a failure while working exits 1 with one
+line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bitso_archive.layout import TimeError, parse_time
+from bitso_archive.sources import Source, SourceError, open_source
+from bitso_format import (
+    BITSO_LIMIT_PER_MINUTE,
+    BOOK_PATTERN,
+    DEFAULT_COMPACTED_PREFIX,
+    DEFAULT_REQUESTS_PER_MINUTE,
+    iso_millis,
+)
+
+log = logging.getLogger("bitso_archive")
+
+EXAMPLES = """\
+shape: python -m bitso_archive COMMAND SOURCE --start TIME --end TIME [--books a,b]
+SOURCE is a directory or gs://bucket[/prefix]; times are UTC ISO 8601; the end is excluded.
+
+examples:
+  python -m bitso_archive load data --start 2026-11-24T14:00 --end 2026-11-24T15:00 \\
+      --books btc_mxn --out btc.parquet
+  python -m bitso_archive load gs://bucket/prefix --start 2026-11-24 --end 2026-11-25 --top
+  python -m bitso_archive gaps data --start 2026-11-24T14:00 --end 2026-11-24T15:00 --png gaps.png
+  python -m bitso_archive gaps data --start 2026-11-24T14:00 --end 2026-11-24T15:00 --json
+  python -m bitso_archive compact data --start 2026-11-24T00:00 --end 2026-11-25T00:00
+"""
+TIME_HELP = "UTC time, ISO 8601, e.g. 2026-11-24T14:00 or 2026-11-24T14:00:00Z"
+
+
+def _time(text: str) -> int:
+    try:
+        return parse_time(text)
+    except TimeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time; use ISO 8601 in UTC such as 2026-11-24T14:00 "
+            "or 2026-11-24T14:00:00Z"
+        ) from None
+
+
+def _books(text: str) -> list[str]:
+    books = [b.strip() for b in text.split(",") if b.strip()]
+    if not books:
+        raise argparse.ArgumentTypeError("give at least one book, e.g. btc_mxn,eth_mxn")
+    for book in books:
+        if not BOOK_PATTERN.fullmatch(book):
+            raise argparse.ArgumentTypeError(
+                f"{book!r} is not a book name; use lowercase names like btc_mxn "
+                "([a-z0-9]+_[a-z0-9]+), comma-separated"
+            )
+    return list(dict.fromkeys(books))
+
+
+def _rpm(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= BITSO_LIMIT_PER_MINUTE:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a request rate; use a whole number from 1 to {BITSO_LIMIT_PER_MINUTE}"
+        )
+    return value
+
+
+def _out_path(text: str) -> Path:
+    path = Path(text)
+    if path.suffix.lower() not in (".csv", ".parquet"):
+        raise argparse.ArgumentTypeError(f"{text!r} must end in .csv or .parquet")
+    return path
+
+
+def _png_path(text: str) -> Path:
+    path = Path(text)
+    if path.suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"{text!r} must end in .png")
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("source", help="a local directory or gs://bucket[/prefix]")
+    common.add_argument("--start", type=_time, required=True, help=TIME_HELP)
+    common.add_argument(
+        "--end", type=_time, required=True, help=TIME_HELP + " (excluded, after --start)"
+    )
+    common.add_argument(
+        "--books", type=_books, default=None, help="comma-separated books (default: all found)"
+    )
+    common.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar and no info lines"
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="python -m bitso_archive",
+        description="Read the Bitso order book archive back: load, gaps, compact.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{load,gaps,compact}")
+
+    p_load = sub.add_parser(
+        "load",
+        parents=[common],
+        help="snapshots as a table of levels (or top of book), to CSV or Parquet",
+        description="One row per level (or per snapshot with --top), exact decimals.",
+    )
+    p_load.add_argument(
+        "--out",
+        type=_out_path,
+        default=None,
+        help="file.csv or file.parquet (default: CSV on stdout)",
+    )
+    p_load.add_argument(
+        "--top", action="store_true", help="best bid/ask, mid and spread per snapshot"
+    )
+
+    p_gaps = sub.add_parser(
+        "gaps",
+        parents=[common],
+        help="expected vs present slots per book and minute",
+        description="Slots expected by the grid vs snapshots present, throttled minutes, "
+        "lost writes, and runs of unchanged sequence.",
+    )
+    p_gaps.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    p_gaps.add_argument("--png", type=_png_path, default=None, help="save a heat map as PNG")
+    p_gaps.add_argument(
+        "--rpm",
+        type=_rpm,
+        default=DEFAULT_REQUESTS_PER_MINUTE,
+        help="requests per minute of minutes without a run record "
+        f"(default {DEFAULT_REQUESTS_PER_MINUTE})",
+    )
+
+    p_compact = sub.add_parser(
+        "compact",
+        parents=[common],
+        help="each closed hour in range to one Parquet file per book",
+        description="Compact every hour overlapping [start, end), whole, into "
+        "compacted/book=B/year=Y/month=M/day=D/hour=H/*.parquet in the same source.",
+    )
+    p_compact.add_argument(
+        "--compacted-prefix",
+        default=DEFAULT_COMPACTED_PREFIX,
+        help=f"folder for the Parquet files, under the source (default {DEFAULT_COMPACTED_PREFIX})",
+    )
+    return parser
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _setup_logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    log.handlers[:] = [handler]
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.end <= args.start:
+        parser.error(
+            f"--end ({iso_millis(args.end)}) must be after --start ({iso_millis(args.start)}); "
+            "the end is excluded"
+        )
+    try:
+        source = open_source(args.source)
+    except SourceError as exc:
+        parser.error(str(exc))
+    _setup_logging(args.quiet)
+    try:
+        if args.command == "load":
+            return _cmd_load(args, source)
+        if args.command == "gaps":
+            return _cmd_gaps(args, source)
+        return _cmd_compact(args, source)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if not _is_expected(exc):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _is_expected(exc: BaseException) -> bool:
+    """Failures worth one line, not a traceback: bad data, I/O, cloud errors."""
+    if isinstance(exc, ValueError | OSError | LookupError):
+        return True
+    return type(exc).__module__.startswith(("google.", "requests."))
+
+
+def _csv_ready(frame: Any) -> Any:
+    """Decimals without padding zeros (still exact), for a readable CSV."""
+    import polars as pl  # noqa: PLC0415
+
+    decimals = [name for name, dtype in frame.schema.items() if isinstance(dtype, pl.Decimal)]
+    return frame.with_columns(
+        pl.col(name).cast(pl.String).str.replace(r"(\.[0-9]*?)0+$", "${1}").str.replace(r"\.$", "")
+        for name in decimals
+    )
+
+
+def _cmd_load(args: argparse.Namespace, source: Source) -> int:
+    from bitso_archive.loader import load  # noqa: PLC0415
+
+    result = load(
+        source,
+        args.start,
+        args.end,
+        args.books,
+        progress=not args.quiet,
+        levels=not args.top,
+        top=args.top,
+    )
+    frame = result.top if args.top else result.levels
+    time_format = "%Y-%m-%dT%H:%M:%S%.3fZ"
+    if args.out is None:
+        sys.stdout.write(_csv_ready(frame).write_csv(datetime_format=time_format))
+    elif args.out.suffix.lower() == ".parquet":
+        frame.write_parquet(args.out, compression="zstd")
+    else:
+        _csv_ready(frame).write_csv(args.out, datetime_format=time_format)
+    where = f" to {args.out}" if args.out else ""
+    log.info(
+        "%d snapshots of %s, %d rows%s; %d corrupt objects skipped",
+        result.snapshots,
+        ",".join(result.books) or "no book",
+        frame.height,
+        where,
+        len(result.corrupt),
+    )
+    return 0
+
+
+def _cmd_gaps(args: argparse.Namespace, source: Source) -> int:
+    from bitso_archive.gaps import gaps_report  # noqa: PLC0415
+
+    report = gaps_report(
+        source, args.start, args.end, args.books, rpm=args.rpm, progress=not args.quiet
+    )
+    if args.json:
+        print(report.to_json())
+    else:
+        print(report.format_table())
+    if args.png:
+        report.save_png(args.png)
+        log.info("heat map saved to %s", args.png)
+    return 0
+
+
+def _cmd_compact(args: argparse.Namespace, source: Source) -> int:
+    from bitso_archive.compact import compact_range  # noqa: PLC0415
+
+    result = compact_range(
+        source, args.start, args.end, args.books, compacted_prefix=args.compacted_prefix
+    )
+    for out in result.outputs:
+        size = f"{out.bytes:,} bytes" if out.status == "written" else ""
+        print(
+            f"{out.status:8} {out.object}  {out.snapshots} snapshots, {out.rows} rows"
+            f"{', ' + str(len(out.corrupt)) + ' corrupt' if out.corrupt else ''}  {size}".rstrip()
+        )
+    summary = result.as_dict()
+    print(
+        f"{summary['written']} written, {summary['existing']} already there, "
+        f"{summary['empty']} empty, {len(result.skipped_open_hours)} open hours skipped"
+    )
+    return 0

@@ -1,0 +1,203 @@
+"""Settings from environment variables (and `.env` for local runs), parsed once and frozen.
+
+Every bad value fails with one `ConfigError` naming the variable and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bitso_format import (
+    BITSO_LIMIT_PER_MINUTE,
+    BOOK_PATTERN,
+    DEFAULT_REQUESTS_PER_MINUTE,
+    parse_bucket,
+    parse_object_prefix,
+)
+
+STRATEGIES = ("sequential", "threaded", "asyncio")
+COMPRESSIONS = ("none", "gzip")
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+_SECRET_VERSION = re.compile(r"^projects/[^/]+/secrets/[^/]+/versions/[^/]+$")
+
+
+class ConfigError(ValueError):
+    """A setting has a value that is not allowed; the message names both."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    books: tuple[str, ...] = ("btc_mxn",)
+    api_url: str = "https://api.bitso.com"
+    aggregate: bool = True
+    requests_per_minute: int = DEFAULT_REQUESTS_PER_MINUTE
+    strategy: str = "threaded"
+    gcs_bucket: str | None = None
+    local_data_dir: str = "data"
+    object_prefix: str = ""
+    compression: str = "none"
+    api_key: str | None = None
+    api_secret: str | None = None
+    api_key_secret: str | None = None
+    api_secret_secret: str | None = None
+
+    def __repr__(self) -> str:
+        """Like the dataclass repr, with the credentials masked so they never reach a log."""
+        masked = {"api_key", "api_secret"}
+        fields = ", ".join(
+            f"{name}={'***' if name in masked and value else value!r}"
+            for name, value in self.__dict__.items()
+        )
+        return f"Settings({fields})"
+
+
+def parse_books(raw: str, source: str = "BITSO_BOOKS") -> tuple[str, ...]:
+    """Comma-separated book names, each matching `^[a-z0-9]+_[a-z0-9]+$`, no duplicates."""
+    books = tuple(part.strip() for part in raw.split(","))
+    return validate_books(books, source)
+
+
+def validate_books(books: tuple[str, ...], source: str) -> tuple[str, ...]:
+    if not books or books == ("",):
+        raise ConfigError(f"{source} is empty; give at least one book such as btc_mxn")
+    for book in books:
+        if not BOOK_PATTERN.fullmatch(book):
+            raise ConfigError(
+                f"{source} has {book!r}, which is not a book name; "
+                "allowed: lower-case letters and digits on both sides of one '_', e.g. btc_mxn"
+            )
+    duplicates = sorted({book for book in books if books.count(book) > 1})
+    if duplicates:
+        raise ConfigError(f"{source} names {', '.join(duplicates)} more than once")
+    return books
+
+
+def _boolean(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean; allowed: true or false")
+
+
+def _choice(name: str, raw: str, allowed: tuple[str, ...]) -> str:
+    value = raw.strip().lower()
+    if value not in allowed:
+        raise ConfigError(f"{name}={raw!r} is not allowed; allowed: {', '.join(allowed)}")
+    return value
+
+
+def _requests_per_minute(raw: str) -> int:
+    name = "REQUESTS_PER_MINUTE"
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(
+            f"{name}={raw!r} is not a whole number; allowed: 1 to {BITSO_LIMIT_PER_MINUTE}"
+        ) from None
+    if not 1 <= value <= BITSO_LIMIT_PER_MINUTE:
+        raise ConfigError(
+            f"{name}={value} is outside 1 to {BITSO_LIMIT_PER_MINUTE} "
+            "(Bitso allows 60 public requests a minute per IP)"
+        )
+    return value
+
+
+def _api_url(raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", value):
+        raise ConfigError(
+            f"BITSO_API_URL={raw!r} is not an http(s) URL; e.g. https://api.bitso.com"
+        )
+    return value
+
+
+def _prefix(raw: str) -> str:
+    try:
+        return parse_object_prefix(raw)
+    except ValueError as error:
+        raise ConfigError(f"OBJECT_PREFIX={raw!r} {error}") from None
+
+
+def _bucket(raw: str) -> str | None:
+    try:
+        return parse_bucket(raw)
+    except ValueError as error:
+        raise ConfigError(f"GCS_BUCKET={raw!r} {error}") from None
+
+
+def _secret_name(name: str, raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if not _SECRET_VERSION.fullmatch(value):
+        raise ConfigError(
+            # Not repeating the value: it might be the secret itself, pasted in the wrong place.
+            f"{name} is not a Secret Manager version name; "
+            "allowed: projects/PROJECT/secrets/SECRET/versions/VERSION (VERSION may be latest)"
+        )
+    return value
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """`KEY=VALUE` lines of a `.env` file; `#` comments, `export ` and quotes are allowed."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        text = text.removeprefix("export ").strip()
+        key, sep, value = text.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key.strip()):
+            raise ConfigError(f"{path}:{number} is not a KEY=VALUE line")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        else:
+            value = value.split(" #", 1)[0].strip()
+        values[key.strip()] = value
+    return values
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")
+) -> Settings:
+    """Settings from `environ` (default: the process environment) over the `.env` file."""
+    env: dict[str, str] = read_dotenv(dotenv) if dotenv is not None else {}
+    env.update(os.environ if environ is None else environ)
+
+    def get(name: str, default: str = "") -> str:
+        return env.get(name, default)
+
+    settings = Settings(
+        books=parse_books(get("BITSO_BOOKS", "btc_mxn")),
+        api_url=_api_url(get("BITSO_API_URL", "https://api.bitso.com")),
+        aggregate=_boolean("BITSO_AGGREGATE", get("BITSO_AGGREGATE", "true")),
+        requests_per_minute=_requests_per_minute(
+            get("REQUESTS_PER_MINUTE", str(DEFAULT_REQUESTS_PER_MINUTE))
+        ),
+        strategy=_choice("STRATEGY", get("STRATEGY", "threaded"), STRATEGIES),
+        gcs_bucket=_bucket(get("GCS_BUCKET")),
+        local_data_dir=get("LOCAL_DATA_DIR", "data").strip() or "data",
+        object_prefix=_prefix(get("OBJECT_PREFIX")),
+        compression=_choice("COMPRESSION", get("COMPRESSION", "none"), COMPRESSIONS),
+        api_key=get("BITSO_API_KEY").strip() or None,
+        api_secret=get("BITSO_API_SECRET").strip() or None,
+        api_key_secret=_secret_name("BITSO_API_KEY_SECRET", get("BITSO_API_KEY_SECRET")),
+        api_secret_secret=_secret_name("BITSO_API_SECRET_SECRET", get("BITSO_API_SECRET_SECRET")),
+    )
+    if bool(settings.api_key) != bool(settings.api_secret):
+        raise ConfigError("BITSO_API_KEY and BITSO_API_SECRET must be set together, or neither")
+    if bool(settings.api_key_secret) != bool(settings.api_secret_secret):
+        raise ConfigError(
+            "BITSO_API_KEY_SECRET and BITSO_API_SECRET_SECRET must be set together, or neither"
+        )
+    return settings

@@ -1,0 +1,232 @@
+"""One call: plan the minute's slots, claim the minute, fetch on the grid, store, record."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass
+
+from bitso_format import (
+    MINUTE_MS,
+    claim_name,
+    iso_millis,
+    iso_minute,
+    run_record_name,
+    seconds_to_ms,
+)
+from bitso_logs import JsonLogger, trace_fields
+
+from .call_options import SCHEDULE_HEADER, BadRequest, CallOptions
+from .clock import Clock
+from .config import Settings
+from .errors import StorageError
+from .grid import Coverage, minute_of, slot_spacing, slots_ahead
+from .ledger import SlotLedger
+from .outcomes import CallStatus
+from .pacing import Pacer
+from .recorder import CallRecorder
+from .run_record import CallFacts, RunRecord
+from .sinks.base import Sink
+from .snapshot_writer import SnapshotWriter, StorageOptions
+from .strategies import FetchJob, Strategy
+from .strategies.base import TIMEOUT_HEADROOM_S
+from .summary import CallSummary, summarise
+
+EARLY_TOLERANCE_S = 10.0
+#: Fetching stops this long before the minute ends (requests time out `TIMEOUT_HEADROOM_S`
+#: earlier). 0.3 s lets the reply of the minute's second-to-last slot (at 57.97 s) take 1.63 s and
+#: still be stored, which a slow Bitso (replies of 1.2 +- 0.15 s) needs; the last replies then
+#: have 0.25 s to be written before `FINISH_MARGIN_S` (a GCS attempt needs `MIN_ATTEMPT_S`).
+FETCH_MARGIN_S = 0.3
+#: Snapshot writes are finished (or given up on as lost) this long before the minute ends.
+FINISH_MARGIN_S = 0.15
+#: The run record is stored and the call answers this long before the minute ends, so calls
+#: never overlap.
+ANSWER_MARGIN_S = 0.02
+#: With `duration_seconds`, how long after the window replies and writes may still take.
+REPLY_GRACE_S = 3.0
+
+
+@dataclass(frozen=True)
+class CallPlan:
+    minute: int
+    minute_start: float
+    books: tuple[str, ...]
+    coverage: Coverage
+    max_late: float
+    deadline: float
+    finish_by: float
+    answer_by: float
+
+
+def plan_call(
+    settings: Settings, options: CallOptions, now: float, period_ms: int = MINUTE_MS
+) -> CallPlan:
+    """Which slots this call requests and by when it must stop fetching and answer."""
+    period = period_ms / 1000
+    anchor = options.schedule_time if options.schedule_time is not None else now
+    minute = minute_of(anchor, period_ms)
+    minute_start = minute * period
+    if minute_start - now > EARLY_TOLERANCE_S:
+        raise BadRequest(
+            f"{SCHEDULE_HEADER} names a minute {minute_start - now:.0f} s ahead of this "
+            f"server's clock; at most {EARLY_TOLERANCE_S:.0f} s ahead is allowed"
+        )
+    rpm = settings.requests_per_minute
+    books = options.books or settings.books
+    max_late = slot_spacing(rpm, period_ms) / 2
+    minute_end = minute_start + period
+    scale = period / 60  # margins shrink with a compressed minute (benchmarks, tests)
+    deadline = minute_end - FETCH_MARGIN_S * scale
+    until = None
+    if options.duration_seconds is not None:
+        until = max(now, minute_start) + options.duration_seconds
+        deadline = min(deadline, until + REPLY_GRACE_S)
+    coverage = slots_ahead(minute, now, rpm, books, max_late, until, period_ms)
+    finish_by = min(minute_end - FINISH_MARGIN_S * scale, deadline + REPLY_GRACE_S)
+    answer_by = min(minute_end - ANSWER_MARGIN_S * scale, finish_by + REPLY_GRACE_S)
+    return CallPlan(minute, minute_start, books, coverage, max_late, deadline, finish_by, answer_by)
+
+
+def call_status(summary: CallSummary, missed_late: int) -> CallStatus:
+    if summary.lost:
+        return CallStatus.LOST
+    if summary.throttled:
+        return CallStatus.THROTTLED
+    if summary.failed or missed_late:
+        return CallStatus.DEGRADED
+    return CallStatus.OK
+
+
+class Collector:
+    """Runs calls for one instance; keeps the pacer so the rate window spans consecutive calls."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sink: Sink,
+        strategy: Strategy,
+        clock: Clock,
+        log: JsonLogger,
+        period_ms: int = MINUTE_MS,
+    ) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.strategy = strategy
+        self.clock = clock
+        self.log = log
+        self.period_ms = period_ms
+        self.pacer = Pacer(settings.requests_per_minute, period_ms / 1000)
+
+    def run(self, options: CallOptions) -> RunRecord:
+        """The run record of one call (stored, unless the minute was claimed already)."""
+        arrived = self.clock.now()
+        cpu_start = time.process_time()
+        plan = plan_call(self.settings, options, arrived, self.period_ms)
+        run_id = uuid.uuid4().hex
+        minute_ms = seconds_to_ms(plan.minute_start)
+        log = self.log.bind(
+            run_id=run_id,
+            minute=iso_minute(minute_ms),
+            books=list(plan.books),
+            **trace_fields(options.trace_header),
+        )
+        facts = CallFacts(
+            minute_start=plan.minute_start,
+            scheduled=options.schedule_time is not None,
+            strategy=self.strategy.name,
+            books=plan.books,
+            requests_per_minute=self.settings.requests_per_minute,
+            aggregate=self.settings.aggregate,
+            slots_planned=len(plan.coverage.planned),
+            slots_missed_late=len(plan.coverage.missed_late),
+            slots_outside_window=len(plan.coverage.outside_window),
+        )
+        prefix = self.settings.object_prefix
+        claim = json.dumps(
+            {"run_id": run_id, "claimed_at": iso_millis(seconds_to_ms(arrived))}
+        ).encode()
+        # A claim that lands after fetching would have stopped is of no use to this call.
+        if not self.sink.create(claim_name(prefix, minute_ms), claim, deadline=plan.deadline):
+            log.warning(
+                "minute already claimed by another call; nothing requested",
+                event="run_summary",
+                status=str(CallStatus.CLAIMED),
+                written=0,
+                failed=0,
+                throttled=0,
+                lost=0,
+            )
+            return RunRecord(run_id, arrived, arrived, CallStatus.CLAIMED, facts)
+
+        storage = StorageOptions(prefix, self.settings.compression, self.settings.aggregate)
+        ledger = SlotLedger()
+        writer = SnapshotWriter(
+            self.sink, storage, ledger, self.clock, log, finish_by=plan.finish_by
+        )
+        job = FetchJob(
+            slots=plan.coverage.planned,
+            clock=self.clock,
+            pacer=self.pacer,
+            max_late=plan.max_late,
+            deadline=plan.deadline,
+            aggregate=self.settings.aggregate,
+            recorder=CallRecorder(ledger, writer, storage, log),
+            timeout_headroom=TIMEOUT_HEADROOM_S * self.period_ms / MINUTE_MS,
+        )
+        self.strategy.run(job)
+        ledger.close_fetching()
+        writer.finish(plan.finish_by)
+        summary = summarise(ledger.view())
+        # A call that asked for a window of seconds did not ask for the slots before it.
+        missed = len(plan.coverage.missed_late) if options.duration_seconds is None else 0
+        record = RunRecord(
+            run_id,
+            arrived,
+            self.clock.now(),
+            call_status(summary, missed),
+            facts,
+            summary,
+            cpu_ms=round((time.process_time() - cpu_start) * 1000, 1),
+        )
+        record = self._store(record, minute_ms, plan, log)
+        self._log_summary(record, summary, log)
+        return record
+
+    def _store(
+        self, record: RunRecord, minute_ms: int, plan: CallPlan, log: JsonLogger
+    ) -> RunRecord:
+        """The record as stored (with its location), or as it is when it cannot be stored."""
+        key = run_record_name(self.settings.object_prefix, minute_ms)
+        stored = record.stored_at(self.sink.location(key))
+        data = (json.dumps(stored.to_json(), separators=(",", ":")) + "\n").encode()
+        try:
+            self.sink.create(key, data, deadline=plan.answer_by)
+        except StorageError as error:
+            log.error("run record not stored", key=key, reason=str(error))
+            return record
+        return stored
+
+    @staticmethod
+    def _log_summary(record: RunRecord, summary: CallSummary, log: JsonLogger) -> None:
+        status = record.status
+        facts = record.facts
+        assert facts is not None  # a call that ran had a plan
+        severity = {CallStatus.OK: "INFO", CallStatus.DEGRADED: "WARNING"}.get(status, "ERROR")
+        log.log(
+            severity,
+            f"run finished: {status}, {summary.written} of {facts.slots_planned} snapshots written",
+            event="run_summary",
+            status=str(status),
+            planned=facts.slots_planned,
+            missed_late=facts.slots_missed_late,
+            written=summary.written,
+            duplicates=summary.duplicates,
+            failed=sum(summary.failed.values()),
+            failed_by_reason=summary.failed,
+            throttled=summary.throttled,
+            lost=len(summary.lost),
+            lateness_ms=asdict(summary.lateness_ms),
+            duration_ms=round((record.finished_at - record.started_at) * 1000, 1),
+        )

@@ -1,0 +1,75 @@
+"""The two strategies over the blocking `requests` client: `sequential` and `threaded`."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
+
+from ..bitso_client import BitsoClient
+from ..errors import BitsoError
+from ..grid import Slot
+from .base import FetchJob, begin, next_start, request_timeout
+
+
+def fetch_slot(client: BitsoClient, job: FetchJob, slot: Slot, started: float) -> None:
+    """One request for one slot, its reply or error reported to the recorder."""
+    try:
+        payload = client.order_book(slot.book, job.aggregate, timeout=request_timeout(job, started))
+    except BitsoError as error:
+        job.recorder.failed(slot, error)
+        return
+    job.recorder.replied(slot, started, job.clock.now(), payload)
+
+
+class SequentialStrategy:
+    """One request at a time: a slow reply makes the following slots late (then skipped)."""
+
+    name = "sequential"
+
+    def __init__(self, client: BitsoClient) -> None:
+        self.client = client
+
+    def run(self, job: FetchJob) -> None:
+        for slot in job.slots:
+            when = next_start(job, slot)
+            if when is None:
+                continue
+            job.clock.sleep_until(when)
+            started = begin(job, slot)
+            if started is not None:
+                fetch_slot(self.client, job, slot, started)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class ThreadedStrategy:
+    """Starts each request on its slot from one pacing thread; replies are waited on by a bounded
+    pool, so a slow reply never delays the next slot."""
+
+    name = "threaded"
+
+    def __init__(self, client: BitsoClient, max_in_flight: int = 8) -> None:
+        self.client = client
+        self.max_in_flight = max_in_flight
+
+    def run(self, job: FetchJob) -> None:
+        pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="fetch")
+        in_flight: set[Future[None]] = set()
+        try:
+            for slot in job.slots:
+                when = next_start(job, slot)
+                if when is None:
+                    continue
+                job.clock.sleep_until(when)
+                in_flight = {future for future in in_flight if not future.done()}
+                started = begin(job, slot, room=len(in_flight) < self.max_in_flight)
+                if started is not None:
+                    in_flight.add(pool.submit(fetch_slot, self.client, job, slot, started))
+            wait_for(in_flight, timeout=max(0.0, job.deadline - job.clock.now()))
+        finally:
+            # Requests still in flight are abandoned: their timeouts end them shortly.
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,83 @@
+"""Start a server process for a test, wait until it answers, and stop it by its PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+FUNCTION_DIR = REPO / "functions" / "fetch_book"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+#: Settings a developer may have exported that must not leak into a started server.
+SETTING_PREFIXES = (
+    "BITSO_", "GCS_", "STORAGE_EMULATOR_HOST", "SECRET_MANAGER_", "COMPRESSION", "STRATEGY",
+    "REQUESTS_PER_MINUTE", "OBJECT_PREFIX", "LOCAL_DATA_DIR",
+)  # fmt: skip
+
+
+def base_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """This environment without collector or Google settings, and `extra` on top (the packages
+    come from the installed project, never from a path)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SETTING_PREFIXES)}
+    env.pop("PYTHONPATH", None)
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def running(
+    args: list[str],
+    env: Mapping[str, str],
+    ready_url: str,
+    log_path: Path,
+    timeout: float = 30,
+    cwd: Path = REPO,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start `args` in its own process group, wait until `ready_url` answers any HTTP status,
+    and stop the group by its PID on exit."""
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            args,
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{args[0]} exited early:\n{log_path.read_text()}")
+            try:
+                requests.get(ready_url, timeout=1)
+                break
+            except requests.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{args[0]} did not start:\n{log_path.read_text()}"
+                    ) from None
+                time.sleep(0.1)
+        yield process
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
