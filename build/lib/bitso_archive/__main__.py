@@ -1,5 +1,0 @@
-"""``python -m bitso_archive``."""
-
-from bitso_archive.cli import main
-
-raise SystemExit(main())
