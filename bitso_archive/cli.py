@@ -17,16 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bitso_archive.layout import (
-    BOOK_RE,
-    DEFAULT_COMPACTED_PREFIX,
-    DEFAULT_RPM,
-    MAX_RPM,
-    TimeError,
-    iso_ms,
-    parse_time,
-)
+from bitso_archive.layout import TimeError, parse_time
 from bitso_archive.sources import Source, SourceError, open_source
+from bitso_format import (
+    BITSO_LIMIT_PER_MINUTE,
+    BOOK_PATTERN,
+    DEFAULT_COMPACTED_PREFIX,
+    DEFAULT_REQUESTS_PER_MINUTE,
+    iso_millis,
+)
 
 log = logging.getLogger("bitso_archive")
 
@@ -68,7 +67,7 @@ def _books(text: str) -> list[str]:
     if not books:
         raise argparse.ArgumentTypeError("give at least one book, e.g. btc_mxn,eth_mxn")
     for book in books:
-        if not BOOK_RE.match(book):
+        if not BOOK_PATTERN.fullmatch(book):
             raise argparse.ArgumentTypeError(
                 f"{book!r} is not a book name; use lowercase names like btc_mxn "
                 "([a-z0-9]+_[a-z0-9]+), comma-separated"
@@ -81,16 +80,16 @@ def _rpm(text: str) -> int:
         value = int(text)
     except ValueError:
         value = 0
-    if not 1 <= value <= MAX_RPM:
+    if not 1 <= value <= BITSO_LIMIT_PER_MINUTE:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a request rate; use a whole number from 1 to {MAX_RPM}"
+            f"{text!r} is not a request rate; use a whole number from 1 to {BITSO_LIMIT_PER_MINUTE}"
         )
     return value
 
 
 def _book(text: str) -> str:
     book = text.strip()
-    if not BOOK_RE.match(book):
+    if not BOOK_PATTERN.fullmatch(book):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a book name; use a lowercase name like btc_mxn ([a-z0-9]+_[a-z0-9]+)"
         )
@@ -197,8 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_gaps.add_argument(
         "--rpm",
         type=_rpm,
-        default=DEFAULT_RPM,
-        help=f"requests per minute of minutes without a run record (default {DEFAULT_RPM})",
+        default=DEFAULT_REQUESTS_PER_MINUTE,
+        help="requests per minute of minutes without a run record "
+        f"(default {DEFAULT_REQUESTS_PER_MINUTE})",
     )
 
     p_compact = sub.add_parser(
@@ -277,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if "end" in args and args.end <= args.start:
         parser.error(
-            f"--end ({iso_ms(args.end)}) must be after --start ({iso_ms(args.start)}); "
+            f"--end ({iso_millis(args.end)}) must be after --start ({iso_millis(args.start)}); "
             "the end is excluded"
         )
     try:
@@ -399,7 +399,9 @@ def _cmd_book(args: argparse.Namespace, source: Source) -> int:
     if args.json:
         print(json.dumps(view.as_dict()))
         return 0
-    print(f"{view.book} at {iso_ms(view.at_ms)}, sequence {view.sequence} (anchor {view.anchor})")
+    print(
+        f"{view.book} at {iso_millis(view.at_ms)}, sequence {view.sequence} (anchor {view.anchor})"
+    )
     rows = [
         [side, str(number), format(level.price, "f"), format(level.amount, "f"), str(level.orders)]
         for side, levels in (("bid", view.bids), ("ask", view.asks))
@@ -431,7 +433,7 @@ def _cmd_replay(args: argparse.Namespace, source: Source) -> int:
         summary.instants - summary.known,
     )
     for span, count in summary.unknown.items():
-        start, end = iso_ms(span.start_ms), iso_ms(span.end_ms)
+        start, end = iso_millis(span.start_ms), iso_millis(span.end_ms)
         log.info("  %d unknown from %s to %s: %s", count, start, end, span.detail)
     if not summary.known:
         print(f"error: no instant of {args.book} in the range can be known", file=sys.stderr)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from bitso_archive.layout import SnapshotName
 from bitso_archive.orderbook import (
     BUY,
     SELL,
@@ -44,6 +43,7 @@ from bitso_format import (
     DIFF_ORDERS_CHANNEL,
     HOUR_MS,
     MINUTE_MS,
+    SnapshotName,
     floor_hour,
     iso_minute,
     parse_stream_line,
