@@ -1,9 +1,14 @@
-"""``compact``: one hour of JSON snapshots to one Parquet file per book.
+"""``compact``: one hour of JSON snapshots to one Parquet file per book, and its trades.
 
 Output, in the same source, with the columns of
 :data:`bitso_archive.table.PARQUET_SCHEMA` (zstd)::
 
     [PREFIX/]compacted/book=B/year=YYYY/month=MM/day=DD/hour=HH/B_YYYYMMDDTHH.parquet
+
+and, for every book with trades objects in the hour, the trades made in it (every trade once,
+as :mod:`bitso_archive.trades` reads them; ``book`` comes from the path)::
+
+    [PREFIX/]compacted/trades/book=B/year=YYYY/month=MM/day=DD/hour=HH/B_YYYYMMDDTHH.parquet
 
  Idempotent: the name depends only on the book and hour, the bytes only
 on the input, and the write is create-only (an existing file is left alone and
@@ -34,13 +39,18 @@ from bitso_archive.snapshots import (
 )
 from bitso_archive.sources import Source, SourceLike, open_source
 from bitso_archive.table import PARQUET_SCHEMA, levels_table
+from bitso_archive.trades import TradesResult, iter_trades, trades_schema, trades_table
 from bitso_format import (
+    COMPACTED_TRADES_KIND,
     DEFAULT_COMPACTED_PREFIX,
     HOUR_MS,
+    TRADES_CHANNEL,
     SnapshotName,
     compacted_name,
     floor_hour,
     iso_hour,
+    parse_stream_name,
+    stream_hour_dir,
 )
 
 log = logging.getLogger("bitso_archive")
@@ -48,6 +58,8 @@ log = logging.getLogger("bitso_archive")
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 READ_BATCH = 256  # snapshots parsed before they become Arrow: bounds memory for full books
 ROW_GROUP_ROWS = 1_000_000
+#: `kind` of a book-hour's levels file in the result (its trades file has COMPACTED_TRADES_KIND).
+LEVELS_KIND = "levels"
 
 
 class HourNotClosedError(ValueError):
@@ -56,7 +68,7 @@ class HourNotClosedError(ValueError):
 
 @dataclass
 class BookHour:
-    """The outcome for one book in one hour."""
+    """The outcome for one book in one hour: its levels file, or its trades file."""
 
     book: str
     hour_ms: int
@@ -66,9 +78,11 @@ class BookHour:
     rows: int = 0
     bytes: int = 0
     corrupt: list[Corrupt] = field(default_factory=list)
+    kind: str = LEVELS_KIND
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "kind": self.kind,
             "book": self.book,
             "hour": iso_hour(self.hour_ms),
             "object": self.object,
@@ -172,6 +186,29 @@ def compact_book_hour(
     return result
 
 
+def compact_trades_hour(src: Source, book: str, hour_ms: int, out_name: str) -> BookHour:
+    """Write the Parquet file of one book-hour's trades unless it exists already."""
+    result = BookHour(book, hour_ms, out_name, "empty", kind=COMPACTED_TRADES_KIND)
+    if src.list_names(out_name):
+        result.status = "exists"
+        return result
+    read = TradesResult()
+    trades = [
+        t for chunk in iter_trades(src, hour_ms, hour_ms + HOUR_MS, [book], read) for t in chunk
+    ]
+    result.corrupt = read.corrupt
+    result.rows = len(trades)
+    if not trades:
+        return result
+    sink = pa.BufferOutputStream()
+    with pq.ParquetWriter(sink, trades_schema(with_book=False), compression="zstd") as writer:
+        writer.write_table(trades_table(trades, with_book=False), row_group_size=ROW_GROUP_ROWS)
+    data = sink.getvalue().to_pybytes()
+    result.bytes = len(data)
+    result.status = "written" if src.write_new(out_name, data, PARQUET_CONTENT_TYPE) else "exists"
+    return result
+
+
 def compact_hour(
     source: SourceLike,
     hour: TimeLike,
@@ -231,13 +268,31 @@ def _compact_one(
     for book in sorted(by_book):
         out_name = compacted_name(book, hour_ms, compacted_prefix)
         outcome = compact_book_hour(src, book, hour_ms, by_book[book], out_name)
-        log.info(
-            "%s %s: %s (%d snapshots, %d rows, %d corrupt)",
-            book,
-            iso_hour(hour_ms),
-            outcome.status,
-            outcome.snapshots,
-            outcome.rows,
-            len(outcome.corrupt),
-        )
+        _log_outcome(outcome, f"{outcome.snapshots} snapshots, ")
         result.outputs.append(outcome)
+    for book in _books_with_trades(src, hour_ms, wanted):
+        out_name = compacted_name(book, hour_ms, compacted_prefix, COMPACTED_TRADES_KIND)
+        outcome = compact_trades_hour(src, book, hour_ms, out_name)
+        _log_outcome(outcome, "trades: ")
+        result.outputs.append(outcome)
+
+
+def _books_with_trades(src: Source, hour_ms: int, wanted: list[str] | None) -> list[str]:
+    found = set()
+    for name in src.list_names(stream_hour_dir(TRADES_CHANNEL, hour_ms)):
+        parsed = parse_stream_name(name)
+        if parsed is not None and (wanted is None or parsed.book in wanted):
+            found.add(parsed.book)
+    return sorted(found)
+
+
+def _log_outcome(outcome: BookHour, what: str) -> None:
+    log.info(
+        "%s %s: %s (%s%d rows, %d corrupt)",
+        outcome.book,
+        iso_hour(outcome.hour_ms),
+        outcome.status,
+        what,
+        outcome.rows,
+        len(outcome.corrupt),
+    )

@@ -12,6 +12,7 @@ back with their surrounding double quotes ('"POST"'), expressions come back as
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import shutil
@@ -168,6 +169,7 @@ REQUIRED_OUTPUTS = {
     "add_bitso_secret_versions",
     "read_logs",
     "bigquery_table_id",
+    "bigquery_trades_table_id",
 }
 
 
@@ -697,7 +699,7 @@ def test_bigquery_external_table(tf: dict[str, Any]) -> None:
     for part in ("google_storage_bucket.data.name", "var.object_prefix", "var.compacted_prefix"):
         assert part in root
     prefix = "${local.compacted_root}/"
-    assert [unquote(u) for u in config["source_uris"]] == [prefix + "*"]
+    assert [unquote(u) for u in config["source_uris"]] == [prefix + "book=*"]
     hive = block(config, "hive_partitioning_options")
     assert unquote(hive["mode"]) == "CUSTOM"
     assert unquote(hive["source_uri_prefix"]) == (
@@ -706,6 +708,52 @@ def test_bigquery_external_table(tf: dict[str, Any]) -> None:
     assert expr(hive["require_partition_filter"]) == "var.bigquery_require_partition_filter"
     dataset = resources_of(tf, "google_bigquery_dataset")["archive"]
     assert expr(dataset["location"]) == "var.region"
+
+
+def test_bigquery_trades_table_reads_only_the_trades_files(tf: dict[str, Any]) -> None:
+    from bitso_format import COMPACTED_TRADES_KIND, compacted_name
+
+    table = resources_of(tf, "google_bigquery_table")["trades"]
+    assert expr(table["count"]) == (
+        "var.enable_compaction && var.create_bigquery_trades_table ? 1 : 0"
+    )
+    assert expr(table["table_id"]) == "var.bigquery_trades_table_id"
+    assert tf["variable"]["create_bigquery_trades_table"]["default"] is False
+    assert tf["variable"]["bigquery_trades_table_id"]["default"] == '"trades"'
+    config = block(table, "external_data_configuration")
+    assert (unquote(config["source_format"]), config["autodetect"]) == ("PARQUET", True)
+    # The trades root is where compact_hour puts compacted_name(..., kind=COMPACTED_TRADES_KIND).
+    trades_root = unquote(tf["locals"]["compacted_trades_root"])
+    assert trades_root == "${local.compacted_root}/" + COMPACTED_TRADES_KIND
+    (trades_uri,) = [unquote(u) for u in config["source_uris"]]
+    assert trades_uri == "${local.compacted_trades_root}/*"
+    hive = block(config, "hive_partitioning_options")
+    assert unquote(hive["source_uri_prefix"]) == (
+        "${local.compacted_trades_root}/"
+        "{book:STRING}/{year:INTEGER}/{month:INTEGER}/{day:INTEGER}/{hour:INTEGER}"
+    )
+    assert expr(hive["require_partition_filter"]) == "var.bigquery_require_partition_filter"
+    # Each table's files, and only those, match its URI (one wildcard, as BigQuery allows).
+    levels_config = block(
+        resources_of(tf, "google_bigquery_table")["order_book_levels"],
+        "external_data_configuration",
+    )
+    (levels_uri,) = [unquote(u) for u in levels_config["source_uris"]]
+    hour = 1_795_168_800_000
+    names = {
+        "levels": "ROOT/" + compacted_name("btc_mxn", hour, ""),
+        "trades": "ROOT/" + compacted_name("btc_mxn", hour, "", COMPACTED_TRADES_KIND),
+    }
+    globs = {
+        "levels": levels_uri.replace("${local.compacted_root}", "ROOT"),
+        "trades": trades_uri.replace("${local.compacted_trades_root}", trades_root).replace(
+            "${local.compacted_root}", "ROOT"
+        ),
+    }
+    for kind, glob in globs.items():
+        assert glob.count("*") == 1
+        matched = {k for k, name in names.items() if fnmatch.fnmatchcase(name, glob)}
+        assert matched == {kind}, (glob, matched)
 
 
 def test_every_variable_is_described(tf: dict[str, Any]) -> None:

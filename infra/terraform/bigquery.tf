@@ -45,12 +45,51 @@ resource "google_bigquery_table" "order_book_levels" {
   external_data_configuration {
     source_format = "PARQUET"
     autodetect    = true
-    source_uris   = ["${local.compacted_root}/*"]
+    # book=* and not *: the trades files under compacted/trades/ have another schema.
+    source_uris = ["${local.compacted_root}/book=*"]
 
     # Partition keys from the object path, with explicit types.
     hive_partitioning_options {
       mode                     = "CUSTOM"
       source_uri_prefix        = "${local.compacted_root}/{book:STRING}/{year:INTEGER}/{month:INTEGER}/{day:INTEGER}/{hour:INTEGER}"
+      require_partition_filter = var.bigquery_require_partition_filter
+    }
+
+    parquet_options {
+      enum_as_string        = true
+      enable_list_inference = false
+    }
+  }
+}
+
+# One row per trade, every trade once (streamed and backfilled merged by trade
+# id): tid, created_at, received_at, price, amount, value, taker_side,
+# maker_order, taker_order, source (from the Parquet files compact_hour writes
+# when streams are recorded) plus book, year, month, day, hour (from the hive
+# path). value and the order ids are null for trades backfilled from REST.
+# Typical query:
+#   SELECT created_at, price, amount, taker_side FROM `<trades_table_id output>`
+#   WHERE book = 'btc_mxn' AND year = 2026 AND month = 11 AND day = 24
+resource "google_bigquery_table" "trades" {
+  #checkov:skip=CKV_GCP_80:External table: BigQuery stores no rows, only the definition; the Parquet files are encrypted by Cloud Storage.
+  #checkov:skip=CKV_GCP_121:The table is only a definition over files in GCS (dropping it loses no data), and deletion protection would make `make destroy` fail.
+  count = var.enable_compaction && var.create_bigquery_trades_table ? 1 : 0
+
+  dataset_id          = google_bigquery_dataset.archive[0].dataset_id
+  table_id            = var.bigquery_trades_table_id
+  description         = "Bitso trades, every trade once, read from hourly Parquet files."
+  deletion_protection = false
+
+  labels = merge(var.labels, { component = "analytics" })
+
+  external_data_configuration {
+    source_format = "PARQUET"
+    autodetect    = true
+    source_uris   = ["${local.compacted_trades_root}/*"]
+
+    hive_partitioning_options {
+      mode                     = "CUSTOM"
+      source_uri_prefix        = "${local.compacted_trades_root}/{book:STRING}/{year:INTEGER}/{month:INTEGER}/{day:INTEGER}/{hour:INTEGER}"
       require_partition_filter = var.bigquery_require_partition_filter
     }
 

@@ -39,6 +39,8 @@ locals {
 
   # Where compact_hour writes (it works under OBJECT_PREFIX, like the collector).
   compacted_root = join("/", compact(["gs://${google_storage_bucket.data.name}", var.object_prefix, var.compacted_prefix]))
+  # The hourly trades files: bitso_format.compacted_name(..., kind = COMPACTED_TRADES_KIND).
+  compacted_trades_root = "${local.compacted_root}/trades"
 
   compact_hour_env = {
     GCS_BUCKET       = google_storage_bucket.data.name

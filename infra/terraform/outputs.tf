@@ -68,3 +68,8 @@ output "bigquery_table_id" {
   description = "BigQuery external table over the compacted Parquet files, as project.dataset.table (null until create_bigquery_table = true)."
   value       = one([for t in google_bigquery_table.order_book_levels : "${t.project}.${t.dataset_id}.${t.table_id}"])
 }
+
+output "bigquery_trades_table_id" {
+  description = "BigQuery external table over the compacted trades Parquet files, as project.dataset.table (null until create_bigquery_trades_table = true)."
+  value       = one([for t in google_bigquery_table.trades : "${t.project}.${t.dataset_id}.${t.table_id}"])
+}

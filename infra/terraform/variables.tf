@@ -347,6 +347,23 @@ variable "create_bigquery_table" {
   default     = false
 }
 
+variable "bigquery_trades_table_id" {
+  description = "Name of the BigQuery external table over the compacted trades Parquet files."
+  type        = string
+  default     = "trades"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_]{1,1024}$", var.bigquery_trades_table_id))
+    error_message = "bigquery_trades_table_id may only hold letters, digits and underscores."
+  }
+}
+
+variable "create_bigquery_trades_table" {
+  description = "Create the BigQuery external table of trades. Trades files exist only when streams are recorded (STREAMS holds trades) and an hour has been compacted, and BigQuery reads one to detect the schema: set this to true once gs://<bucket>/[<object_prefix>/]<compacted_prefix>/trades/ holds a file."
+  type        = bool
+  default     = false
+}
+
 variable "bigquery_require_partition_filter" {
   description = "Make every query on the external table name a partition (book/year/month/day/hour) in its WHERE clause, so nobody scans the whole archive by accident."
   type        = bool

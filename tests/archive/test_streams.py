@@ -12,6 +12,8 @@ import json
 import logging
 import random
 import re
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bitso_archive.cli import main
+from bitso_archive.compact import compact_hour
 from bitso_archive.orderbook import UnknownInstantError
 from bitso_archive.replay import book_at
 from bitso_archive.trades import iter_trades
@@ -468,3 +471,111 @@ def test_streams_in_a_bucket_under_a_prefix(world: World, gcs_bucket: Any) -> No
     assert [t.tid for t in trades] == sorted(
         tid for tid, t in world.trades.items() if T0 <= t["x"] < T0 + 60_000
     )
+
+
+TRADES_10 = (
+    "compacted/trades/book=btc_mxn/year=2026/month=11/day=20/hour=10/btc_mxn_20261120T10.parquet"
+)
+LEVELS_10 = "compacted/book=btc_mxn/year=2026/month=11/day=20/hour=10/btc_mxn_20261120T10.parquet"
+
+
+def test_compact_writes_the_hours_trades_beside_the_books(world: World, tmp_path: Path) -> None:
+    root = world.archive.write_local(tmp_path / "data")
+    result = compact_hour(root, "2026-11-20T10", now="2026-11-20T11:05")
+    outputs = {o["object"]: o for o in result.as_dict()["outputs"]}
+    assert set(outputs) == {LEVELS_10, TRADES_10}
+    assert (outputs[TRADES_10]["kind"], outputs[TRADES_10]["status"]) == ("trades", "written")
+    assert outputs[LEVELS_10]["kind"] == "levels"
+    table = pq.read_table(root / TRADES_10)
+    assert table.schema.names == [
+        "tid",
+        "created_at",
+        "received_at",
+        "price",
+        "amount",
+        "value",
+        "taker_side",
+        "maker_order",
+        "taker_order",
+        "source",
+    ]
+    stored = sorted(t for t in world.stored_tids if T0 <= world.trades[t]["x"] < T0 + 3_600_000)
+    assert table.column("tid").to_pylist() == stored
+    assert outputs[TRADES_10]["rows"] == len(stored)
+    first = (root / TRADES_10).read_bytes()
+    again = compact_hour(root, "2026-11-20T10", now="2026-11-20T11:05").as_dict()
+    assert (again["written"], again["existing"]) == (0, 2)
+    (root / TRADES_10).unlink()
+    compact_hour(root, "2026-11-20T10", now="2026-11-20T11:05")
+    assert (root / TRADES_10).read_bytes() == first  # the same input gives the same bytes
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["book", "SRC", "--book", BOOK], "--at"),
+        (["book", "SRC", "--at", "2026-11-20T10:00:30"], "--book"),
+        (["book", "SRC", "--book", "BTC", "--at", "2026-11-20T10:00"], "'BTC' is not a book name"),
+        (["book", "SRC", "--book", BOOK, "--at", "noon"], "'noon' is not a time"),
+        (
+            ["book", "SRC", "--book", BOOK, "--at", "2026-11-20T10:00", "--depth", "0"],
+            "'0' is not a depth",
+        ),
+        (
+            ["replay", "SRC", "--book", BOOK, *RANGE, "--every", "1x", "--out", "r.csv"],
+            "'1x' is not an interval",
+        ),
+        (
+            ["replay", "SRC", "--book", BOOK, *RANGE, "--every", "0s", "--out", "r.csv"],
+            "'0s' is not an interval",
+        ),
+        (["replay", "SRC", "--book", BOOK, *RANGE, "--out", "r.json"], "must end in .csv"),
+        (
+            [
+                "replay",
+                "SRC",
+                "--book",
+                BOOK,
+                "--start",
+                "2026-11-20T10:05",
+                "--end",
+                "2026-11-20T10:00",
+                "--out",
+                "r.csv",
+            ],
+            "must be after --start",
+        ),
+        (["trades", "SRC", *RANGE], "--out"),
+        (["trades", "SRC", *RANGE, "--books", "x", "--out", "t.csv"], "'x' is not a book name"),
+    ],
+)
+def test_bad_input_to_the_stream_commands_is_an_argparse_error(
+    archive_dir: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    code, _, err = run(capsys, *[str(archive_dir) if a == "SRC" else a for a in args])
+    assert code == 2
+    assert message in err and "Traceback" not in err
+
+
+def test_book_runs_as_a_process_with_its_console_name(archive_dir: Path, world: World) -> None:
+    span = world.known_spans()[0]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bitso_archive",
+            "book",
+            str(archive_dir),
+            "--book",
+            BOOK,
+            "--at",
+            iso(span.start_ms + 5),
+            "--json",
+        ],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["sequence"] == world.received_sequence(span.start_ms + 5, span)
