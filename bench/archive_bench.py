@@ -1,8 +1,8 @@
-"""Benchmark the archive reader: load one book-hour, and JSON vs Parquet bytes.
+"""Benchmark the archive reader: snapshots (load, compact) and streams (book, replay).
 
-Writes one hour of one book (btc_mxn at 59 requests a minute: 3,540 aggregated
-snapshots, 50 levels a side) to a temporary directory, as the collector writes
-it, then:
+Snapshots: writes one hour of one book (btc_mxn at 59 requests a minute: 3,540
+aggregated snapshots, 50 levels a side) to a temporary directory, as the collector
+writes it, then:
 
 - times ``load_levels`` of that hour (best of 3), target under 2 s;
 - compacts the hour and compares the JSON bytes with the Parquet bytes, target
@@ -10,19 +10,35 @@ it, then:
 
 The book evolves like a real one: every snapshot a few levels change amount, a
 level now and then appears or goes, and the mid drifts, so consecutive snapshots
-share most of their levels. Prints a Markdown table; exits 1 if a target is missed.
+share most of their levels.
 
-    python bench/archive_bench.py [--snapshots 3540] [--levels 50] [--keep DIR]
+Streams: writes, as the collector writes them, an order-level book of about 5,000
+orders (a full btc_mxn book is 500-650 KB) that changes through diff-orders
+messages, with one anchor (``aggregate=false`` snapshot) a minute, then runs the real
+command line as a process (start-up included) and measures wall time and peak memory:
+
+- ``book --at`` late in a minute of 30,000 diffs (best of 3), target under 1.5 s;
+- ``replay`` of one book-hour of 200,000 diffs every 1 s, depth 10, target under 10 s;
+- the peak memory of ``replay`` over 10 minutes and over the hour: bounded by one
+  minute of diffs, not by the range.
+
+Prints Markdown tables; exits 1 if a target is missed.
+
+    python bench/archive_bench.py [--part all|snapshots|streams] [--snapshots 3540]
+        [--levels 50] [--keep DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import platform
 import random
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -38,6 +54,8 @@ BOOK = "btc_mxn"
 HOUR = datetime(2026, 11, 20, 10, tzinfo=UTC)
 LOAD_TARGET_S = 2.0
 RATIO_TARGET = 10.0
+BOOK_AT_TARGET_S = 1.5
+REPLAY_TARGET_S = 10.0
 
 
 def _iso(dt: datetime) -> str:
@@ -139,55 +157,321 @@ def best_of(runs: int, fn: Callable[[], T]) -> tuple[float, T]:
     return min(timings), results[-1]
 
 
+class OrderLevelBook:
+    """A btc_mxn book of individual orders, changed one diff-orders message at a time."""
+
+    def __init__(self, rng: random.Random, orders: int) -> None:
+        self.rng = rng
+        self.mid = 174_523_050  # cents
+        self.sequence = 18_805_917
+        self.orders: dict[str, tuple[int, int, int]] = {}  # oid -> (side, cents, satoshis)
+        self.size = orders  # the book stays near this many orders
+        self._ids: list[str] = []  # the order ids, to pick one at random in O(1)
+        self._where: dict[str, int] = {}
+        self._next = 0
+        while len(self.orders) < orders:
+            self._open_new()
+
+    def _open_new(self) -> tuple[str, tuple[int, int, int]]:
+        self._next += 1
+        side = self.rng.randint(0, 1)
+        distance = int(self.rng.expovariate(1 / 40_000)) + 500
+        price = self.mid - distance if side == 0 else self.mid + distance
+        order = (side, price - price % 50, self.rng.randint(10_000, 50_000_000))
+        oid = f"{self._next:012d}"
+        self.orders[oid] = order
+        self._where[oid] = len(self._ids)
+        self._ids.append(oid)
+        return oid, order
+
+    def _remove(self, oid: str) -> None:
+        del self.orders[oid]
+        index = self._where.pop(oid)
+        last = self._ids.pop()
+        if last != oid:
+            self._ids[index] = last
+            self._where[last] = index
+
+    def _any(self) -> str:
+        return self._ids[self.rng.randrange(len(self._ids))]
+
+    def change(self, at_ms: int) -> dict[str, object]:
+        """The next diff-orders message (the book changes with it)."""
+        self.sequence += 1
+        roll = self.rng.random()
+        if roll < 0.45 * self.size / len(self.orders):  # new orders balance removals
+            oid, (side, price, amount) = self._open_new()
+            status = "open"
+        else:
+            roll = self.rng.random()
+            oid = self._any() if roll < 0.05 else self._near_top()
+            side, price, amount = self.orders[oid]
+            if roll < 0.55:
+                status = "cancelled"
+                self._remove(oid)
+            elif roll < 0.85 and amount > 20_000:
+                amount = self.rng.randint(10_000, amount - 1)
+                self.orders[oid] = (side, price, amount)
+                status = "open"
+            else:
+                status = "completed"
+                self._remove(oid)
+        entry: dict[str, object] = {"o": oid, "d": at_ms - 5_000, "r": _cents(price), "t": side}
+        if status != "cancelled":
+            entry["a"] = _sats(amount if status == "open" else 0)
+            entry["v"] = _cents(price * amount // 10**8)
+        entry["s"] = status
+        return {"type": "diff-orders", "book": BOOK, "sequence": self.sequence, "payload": [entry]}
+
+    def _near_top(self) -> str:
+        # Most changes happen near the best prices; sample a few and keep the closest.
+        picks = [self._any() for _ in range(3)]
+        return min(picks, key=lambda oid: abs(self.orders[oid][1] - self.mid))
+
+    def anchor(self, slot: datetime) -> dict[str, object]:
+        by_price = sorted(self.orders.items(), key=lambda item: item[1][1])
+        bids = [_order(oid, o) for oid, o in reversed(by_price) if o[0] == 0]
+        asks = [_order(oid, o) for oid, o in by_price if o[0] == 1]
+        received = slot + timedelta(milliseconds=180)
+        return {
+            "schema_version": 1,
+            "book": BOOK,
+            "slot": _iso(slot),
+            "requested_at": _iso(slot + timedelta(milliseconds=1)),
+            "received_at": _iso(received),
+            "latency_ms": 179.0,
+            "sequence": self.sequence,
+            "updated_at": slot.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+            "aggregate": False,
+            "bids": bids,
+            "asks": asks,
+        }
+
+
+def _cents(value: int) -> str:
+    return f"{value // 100}.{value % 100:02d}"
+
+
+def _sats(value: int) -> str:
+    return f"{value // 10**8}.{value % 10**8:08d}"
+
+
+def _order(oid: str, order: tuple[int, int, int]) -> dict[str, str]:
+    return {"price": _cents(order[1]), "amount": _sats(order[2]), "oid": oid}
+
+
+def _line(obj: object) -> bytes:
+    return (json.dumps(obj, separators=(",", ":")) + "\n").encode()
+
+
+def write_stream_minutes(root: Path, minutes: int, diffs_per_minute: int, seed: int = 11) -> int:
+    """``minutes`` minutes from HOUR as the collector records them: the socket live from
+    0.15 s to 58 s, an anchor at the 5 s slot, every diff in between stored; the book
+    keeps changing while the socket is closed. Returns the diffs written."""
+    rng = random.Random(seed)
+    book = OrderLevelBook(rng, 5_000)
+    written = 0
+    for k in range(minutes):
+        minute = HOUR + timedelta(minutes=k)
+        slot = minute + timedelta(seconds=5)
+        lines: list[bytes] = []
+        anchored = False
+        for i in range(diffs_per_minute):
+            at = minute + timedelta(milliseconds=i * 60_000 // diffs_per_minute)
+            if not anchored and at >= slot + timedelta(milliseconds=90):
+                snapshot = book.anchor(slot)
+                name = f"{BOOK}_{slot:%Y%m%dT%H%M%S}.000Z.json"
+                path = root / f"{slot:%Y/%m/%d/%H}" / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(_line(snapshot))
+                anchored = True
+            message = book.change(int(at.timestamp() * 1000))
+            offset = (at - minute).total_seconds()
+            if 0.15 <= offset < 58:
+                received = at + timedelta(milliseconds=3)
+                lines.append(_line({"received_at": _iso(received), "message": message}))
+        name = f"diff-orders/{minute:%Y/%m/%d/%H}/{BOOK}_{minute:%Y%m%dT%H%M}Z.ndjson.gz"
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(gzip.compress(b"".join(lines), compresslevel=6))
+        written += len(lines)
+    return written
+
+
+# Linux carries a process's peak RSS across fork and exec, so a command started by this
+# (large) process would report at least this process's peak. A small launcher starts it
+# instead and reports that command's own wall time, peak RSS (KiB) and exit status.
+_LAUNCHER = """
+import json, os, sys, time
+started = time.perf_counter()
+pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
+_pid, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - started
+with open(sys.argv[1], "w") as out:
+    json.dump([wall, usage.ru_maxrss, os.waitstatus_to_exitcode(status)], out)
+"""
+
+
+def run_cli(*args: str) -> tuple[float, float, str]:
+    """Run ``python -m bitso_archive ARGS`` as a process: wall seconds, its peak RSS (MB),
+    and its stdout."""
+    with tempfile.TemporaryDirectory() as scratch:
+        stats = Path(scratch) / "stats.json"
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _LAUNCHER,
+                str(stats),
+                sys.executable,
+                "-m",
+                "bitso_archive",
+                *args,
+            ],
+            capture_output=True,
+            check=False,
+            text=True,
+        )
+        wall, peak_kib, status = json.loads(stats.read_text())
+    if status != 0 or done.returncode != 0:
+        raise RuntimeError(f"bitso_archive {args[0]} failed: {done.stderr}")
+    return wall, peak_kib / 1024, done.stdout
+
+
+def stream_rows(root: Path) -> tuple[list[str], bool]:
+    """Write the stream archives, time book --at and replay; table rows and all-targets-met."""
+    rows: list[str] = []
+    busy = root / "busy-minute"
+    t0 = time.perf_counter()
+    busy_diffs = write_stream_minutes(busy, 1, 30_000 * 60 // 57)  # 30,000 while live
+    hour = root / "stream-hour"
+    hour_diffs = write_stream_minutes(hour, 60, 200_000 * 60 // 57 // 60)
+    rows.append(f"| write the stream archives (setup) | {time.perf_counter() - t0:.1f} s | |")
+
+    at = _iso(HOUR + timedelta(seconds=57, milliseconds=900))
+    timings = [run_cli("book", str(busy), "--book", BOOK, "--at", at, "--json") for _ in range(3)]
+    wall, rss, out = min(timings)
+    levels = json.loads(out)
+    book_ok = wall < BOOK_AT_TARGET_S
+    rows.append(
+        f"| `book --at` after {busy_diffs:,} diffs of one minute, depth 50, process "
+        f"(best of 3) | {wall:.2f} s, {rss:.0f} MB peak | < {BOOK_AT_TARGET_S} s "
+        f"{'ok' if book_ok else 'MISSED'} |"
+    )
+    assert len(levels["bids"]) == len(levels["asks"]) == 50
+    startup, _rss, _ = min(run_cli("book", "--help") for _ in range(3))
+    rows.append(f"| of which start-up (`book --help`) | {startup:.2f} s | |")
+
+    out_file = root / "replay.parquet"
+    end = _iso(HOUR + timedelta(hours=1))
+    wall, hour_rss, _ = run_cli(
+        "replay",
+        str(hour),
+        "--book",
+        BOOK,
+        "--start",
+        _iso(HOUR),
+        "--end",
+        end,
+        "--every",
+        "1s",
+        "--depth",
+        "10",
+        "--out",
+        str(out_file),
+        "-q",
+    )
+    replay_ok = wall < REPLAY_TARGET_S
+    rows.append(
+        f"| `replay` one book-hour, {hour_diffs:,} diffs, every 1 s, depth 10, to Parquet, "
+        f"process | {wall:.2f} s, {hour_rss:.0f} MB peak | < {REPLAY_TARGET_S:.0f} s "
+        f"{'ok' if replay_ok else 'MISSED'} |"
+    )
+    ten = _iso(HOUR + timedelta(minutes=10))
+    _wall, ten_rss, _ = run_cli(
+        "replay",
+        str(hour),
+        "--book",
+        BOOK,
+        "--start",
+        _iso(HOUR),
+        "--end",
+        ten,
+        "--every",
+        "1s",
+        "--depth",
+        "10",
+        "--out",
+        str(root / "ten.parquet"),
+        "-q",
+    )
+    rows.append(
+        f"| peak memory of `replay`: 10 minutes vs 60 minutes | {ten_rss:.0f} MB vs "
+        f"{hour_rss:.0f} MB | bounded by a minute |"
+    )
+    return rows, book_ok and replay_ok
+
+
+def snapshot_rows(root: Path, snapshots: int, levels_a_side: int) -> tuple[list[str], bool]:
+    t0 = time.perf_counter()
+    json_bytes = write_hour(root, snapshots, levels_a_side)
+    write_s = time.perf_counter() - t0
+    start, end = HOUR, HOUR + timedelta(hours=1)
+
+    load_s, levels = best_of(3, lambda: load_levels(root, start, end, [BOOK]))
+    top_s, top = best_of(3, lambda: top_of_book(root, start, end, [BOOK]))
+    t0 = time.perf_counter()
+    result = compact_hour(root, start, [BOOK])
+    compact_s = time.perf_counter() - t0
+    (out,) = result.outputs
+    parquet_bytes = out.bytes
+    ratio = json_bytes / parquet_bytes
+    rows = levels.height
+    assert rows == out.rows == snapshots * 2 * levels_a_side, (rows, out.rows)
+    assert top.height == snapshots
+
+    load_ok = load_s < LOAD_TARGET_S
+    ratio_ok = ratio >= RATIO_TARGET
+    return [
+        f"| write the hour of JSON (setup, {snapshots:,} snapshots, {levels_a_side} levels a "
+        f"side, {rows:,} level rows) | {write_s:.2f} s | |",
+        f"| `load_levels`, one book-hour (best of 3) | {load_s:.2f} s | "
+        f"< {LOAD_TARGET_S:.0f} s {'ok' if load_ok else 'MISSED'} |",
+        f"| `top_of_book`, one book-hour (best of 3) | {top_s:.2f} s | |",
+        f"| `compact`, one book-hour | {compact_s:.2f} s | |",
+        f"| JSON bytes | {json_bytes:,} | |",
+        f"| Parquet bytes (zstd) | {parquet_bytes:,} | |",
+        f"| JSON / Parquet | {ratio:.1f}x | >= {RATIO_TARGET:.0f}x "
+        f"{'ok' if ratio_ok else 'MISSED'} |",
+    ], load_ok and ratio_ok
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=("all", "snapshots", "streams"), default="all")
     parser.add_argument("--snapshots", type=int, default=3540, help="snapshots in the hour")
     parser.add_argument("--levels", type=int, default=50, help="levels a side")
-    parser.add_argument("--keep", type=Path, default=None, help="write the archive here")
+    parser.add_argument("--keep", type=Path, default=None, help="write the archives here")
     args = parser.parse_args()
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="archive-bench-"))
     try:
-        t0 = time.perf_counter()
-        json_bytes = write_hour(root, args.snapshots, args.levels)
-        write_s = time.perf_counter() - t0
-        start, end = HOUR, HOUR + timedelta(hours=1)
-
-        load_s, levels = best_of(3, lambda: load_levels(root, start, end, [BOOK]))
-        top_s, top = best_of(3, lambda: top_of_book(root, start, end, [BOOK]))
-        t0 = time.perf_counter()
-        result = compact_hour(root, start, [BOOK])
-        compact_s = time.perf_counter() - t0
-        (out,) = result.outputs
-        parquet_bytes = out.bytes
-        ratio = json_bytes / parquet_bytes
-        rows = levels.height
-        assert rows == out.rows == args.snapshots * 2 * args.levels, (rows, out.rows)
-        assert top.height == args.snapshots
-
-        load_ok = load_s < LOAD_TARGET_S
-        ratio_ok = ratio >= RATIO_TARGET
         print(
-            f"Archive benchmark: one book-hour, {args.snapshots:,} aggregated snapshots, "
-            f"{args.levels} levels a side ({rows:,} level rows); Python "
-            f"{platform.python_version()}, {os.cpu_count()} cores.\n"
+            f"Archive benchmark: Python {platform.python_version()}, {os.cpu_count()} cores "
+            "(a shared machine gives provisional numbers).\n"
         )
         print("| measure | value | target |")
         print("|---|---|---|")
-        print(f"| write the hour of JSON (setup) | {write_s:.2f} s | |")
-        print(
-            f"| `load_levels`, one book-hour (best of 3) | {load_s:.2f} s | "
-            f"< {LOAD_TARGET_S:.0f} s {'ok' if load_ok else 'MISSED'} |"
-        )
-        print(f"| `top_of_book`, one book-hour (best of 3) | {top_s:.2f} s | |")
-        print(f"| `compact`, one book-hour | {compact_s:.2f} s | |")
-        print(f"| JSON bytes | {json_bytes:,} | |")
-        print(f"| Parquet bytes (zstd) | {parquet_bytes:,} | |")
-        print(
-            f"| JSON / Parquet | {ratio:.1f}x | >= {RATIO_TARGET:.0f}x "
-            f"{'ok' if ratio_ok else 'MISSED'} |"
-        )
-        return 0 if load_ok and ratio_ok else 1
+        ok = True
+        if args.part in ("all", "snapshots"):
+            rows, met = snapshot_rows(root / "snapshots", args.snapshots, args.levels)
+            print("\n".join(rows))
+            ok = ok and met
+        if args.part in ("all", "streams"):
+            rows, met = stream_rows(root)
+            print("\n".join(rows))
+            ok = ok and met
+        return 0 if ok else 1
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)

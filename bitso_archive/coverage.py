@@ -16,6 +16,8 @@ from typing import Any
 
 from bitso_archive.layout import hours_in_range
 from bitso_archive.orderbook import (
+    AFTER_LAST_DIFF,
+    BEFORE_FIRST_ANCHOR,
     DRIFT,
     MATCH,
     UNCHECKED,
@@ -38,6 +40,7 @@ from bitso_archive.texttable import text_table
 from bitso_format import (
     BOOK_PATTERN,
     DIFF_ORDERS_CHANNEL,
+    MINUTE_MS,
     STREAM_CHANNELS,
     TRADES_CHANNEL,
     floor_minute,
@@ -296,6 +299,13 @@ def stream_coverage(
     return reports
 
 
+def _routine(span: UnknownSpan, minute_ms: int) -> bool:
+    """Unknown time every recorded minute has: before its first anchor, after its last diff."""
+    if span.reason == BEFORE_FIRST_ANCHOR:
+        return True
+    return span.reason == AFTER_LAST_DIFF and span.end_ms == minute_ms + MINUTE_MS
+
+
 def _seconds(ms: int | None) -> str:
     return "-" if ms is None else f"{ms / 1000:.3f} s"
 
@@ -357,9 +367,17 @@ def format_streams(reports: dict[str, StreamReport], max_rows: int = 50) -> list
     drift = [c for r in reports.values() for m in r.minutes for c in m.drift if c.status == DRIFT]
     lines += ["", f"Drift (snapshots that differ from the rebuilt book): {len(drift)}"]
     lines += [f"  {c.snapshot} (sequence {c.sequence}): {c.detail}" for c in drift[:max_rows]]
-    unknown = [(book, span) for book, r in reports.items() for m in r.minutes for span in m.unknown]
+    # Every minute starts before its first anchor and ends after its last diff: those spans
+    # are in the summary's unknown time; the list names only the holes inside the minutes.
+    unknown = [
+        (book, span)
+        for book, r in reports.items()
+        for m in r.minutes
+        for span in m.unknown
+        if not _routine(span, m.minute_ms)
+    ]
     if unknown:
-        lines += ["", f"Unknown spans: {len(unknown)} (book --at refuses these instants)"]
+        lines += ["", f"Unknown spans inside minutes: {len(unknown)} (book --at refuses them)"]
         lines += [
             f"  {book} {iso_millis(span.start_ms)} to {iso_millis(span.end_ms)} "
             f"({_seconds(span.end_ms - span.start_ms)}): {span.reason}"

@@ -28,7 +28,7 @@ from bitso_format import MINUTE_MS, floor_minute, iso_millis
 
 #: One row per level: what ``replay`` writes, as CSV or Parquet.
 REPLAY_COLUMNS = ("book", "at", "sequence", "side", "level", "price", "amount", "orders")
-_PARQUET_BATCH_ROWS = 200_000
+_PARQUET_BATCH_ROWS = 10_000  # rows held before they go out as one row group
 
 
 def _book(book: str) -> str:

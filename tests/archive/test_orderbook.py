@@ -213,3 +213,17 @@ def test_drift_compares_with_the_book_at_the_snapshots_sequence() -> None:
     ]
     assert checks[2].detail == "ask level 0: rebuilt 101 x 2, snapshot 101 x 2.1"
     assert checks[4].detail == "asks: rebuilt 1 levels, snapshot 0"
+
+
+def test_an_anchor_that_lists_an_order_twice_keeps_the_later_one() -> None:
+    book = OrderBook(
+        [
+            RestingOrder("a", BUY, D("100"), D("1")),
+            RestingOrder("b", BUY, D("99"), D("2")),
+            RestingOrder("a", SELL, D("105"), D("3")),
+        ]
+    )
+    assert levels(book, BUY) == [("99", "2", 1)]
+    assert levels(book, SELL) == [("105", "3", 1)]
+    book.change(gone("b", BUY, "99"))
+    assert levels(book, BUY) == []

@@ -440,6 +440,13 @@ def test_gaps_text_lists_the_stream_part(
     assert "Sequence gaps: 2" in streams
     assert re.search(rf"btc_mxn\s+{after}\s+{following}\s", streams)
     assert "Drift (snapshots that differ from the rebuilt book): 1" in streams
+    inside = [
+        s
+        for s in world.unknown_spans()
+        if s.reason == "sequence_gap" or (s.reason == "after_last_diff" and s.end_ms % 60_000)
+    ]
+    assert f"Unknown spans inside minutes: {len(inside)} " in streams
+    assert streams.count(": sequence_gap") == len(world.minutes[T0 + 60_000].gaps) + 1
 
 
 def test_a_corrupt_diffs_object_makes_its_minute_unknown(
