@@ -27,18 +27,12 @@ from bitso_archive.orderbook import (
     check_drift,
     sequence_gaps,
 )
-from bitso_archive.snapshots import (
-    Corrupt,
-    CorruptError,
-    load_json_object,
-    read_objects,
-    warn_corrupt,
-)
+from bitso_archive.snapshots import Corrupt, warn_corrupt
 from bitso_archive.sources import Source
+from bitso_archive.stream_records import ChannelRecord, StreamRecord
 from bitso_archive.streams import BookRecordings
 from bitso_archive.texttable import text_table
 from bitso_format import (
-    BOOK_PATTERN,
     DIFF_ORDERS_CHANNEL,
     MINUTE_MS,
     STREAM_CHANNELS,
@@ -46,108 +40,9 @@ from bitso_format import (
     floor_minute,
     iso_millis,
     iso_minute,
-    parse_run_record_name,
     parse_stream_name,
-    runs_hour_dir,
     stream_hour_dir,
 )
-
-
-def _count(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        return None
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelRecord:
-    """What a run record's ``streams`` part says of one book and channel."""
-
-    messages: int | None
-    reconnects: int | None
-    uncovered_ms: int | None
-    backfilled: int | None
-    sequence_gaps: tuple[tuple[int, int], ...]
-    object: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "messages": self.messages,
-            "reconnects": self.reconnects,
-            "uncovered_ms": self.uncovered_ms,
-            "backfilled": self.backfilled,
-            "sequence_gaps": [{"after": a, "next": n} for a, n in self.sequence_gaps],
-            "object": self.object,
-        }
-
-
-def _is_gap(value: Any) -> bool:
-    return (
-        isinstance(value, dict)
-        and _count(value.get("after")) is not None
-        and _count(value.get("next")) is not None
-    )
-
-
-def _channel_record(value: Any) -> ChannelRecord:
-    if not isinstance(value, dict):
-        raise CorruptError("a streams entry is not an object")
-    gaps = value.get("sequence_gaps") or []
-    if not isinstance(gaps, list) or not all(_is_gap(g) for g in gaps):
-        raise CorruptError("sequence_gaps is not a list of {after, next} counts")
-    name = value.get("object")
-    return ChannelRecord(
-        messages=_count(value.get("messages")),
-        reconnects=_count(value.get("reconnects")),
-        uncovered_ms=_count(value.get("uncovered_ms")),
-        backfilled=_count(value.get("backfilled")),
-        sequence_gaps=tuple((g["after"], g["next"]) for g in gaps),
-        object=name if isinstance(name, str) else None,
-    )
-
-
-StreamRecords = dict[tuple[str, int], dict[str, ChannelRecord]]
-
-
-def parse_stream_record(data: bytes) -> dict[str, dict[str, ChannelRecord]]:
-    """``streams`` of one run record: book -> channel -> what it says (empty without one)."""
-    streams = load_json_object(data).get("streams")
-    if streams is None:
-        return {}
-    if not isinstance(streams, dict):
-        raise CorruptError("streams is not an object")
-    parsed: dict[str, dict[str, ChannelRecord]] = {}
-    for book, channels in streams.items():
-        if BOOK_PATTERN.fullmatch(book) is None or not isinstance(channels, dict):
-            raise CorruptError(f"streams: {book!r} is not a book with its channels")
-        parsed[book] = {
-            channel: _channel_record(entry)
-            for channel, entry in channels.items()
-            if channel in STREAM_CHANNELS
-        }
-    return parsed
-
-
-def read_stream_records(
-    source: Source, start_ms: int, end_ms: int
-) -> tuple[StreamRecords, list[Corrupt]]:
-    """The ``streams`` part of every run record of the minutes in ``[start_ms, end_ms)``."""
-    minutes: dict[str, int] = {}
-    for hour_ms in hours_in_range(start_ms, end_ms):
-        for name in source.list_names(runs_hour_dir(hour_ms)):
-            minute_ms = parse_run_record_name(name)
-            if minute_ms is not None and floor_minute(start_ms) <= minute_ms < end_ms:
-                minutes[name] = minute_ms
-    records: StreamRecords = {}
-    corrupt: list[Corrupt] = []
-    items = read_objects(source, sorted(minutes), lambda _n, data: parse_stream_record(data))
-    for name, parsed, bad in items:
-        if bad is not None:
-            corrupt.append(bad)  # gaps already warns about corrupt run records
-            continue
-        for book, channels in (parsed or {}).items():
-            records[book, minutes[name]] = channels
-    return records, corrupt
 
 
 @dataclass
@@ -260,23 +155,29 @@ def _stream_objects(source: Source, start_ms: int, end_ms: int) -> dict[tuple[st
 
 
 def stream_coverage(
-    source: Source, start_ms: int, end_ms: int, books: Iterable[str] | None = None
+    source: Source,
+    start_ms: int,
+    end_ms: int,
+    records: dict[int, StreamRecord],
+    books: Iterable[str] | None = None,
 ) -> dict[str, StreamReport]:
-    """The stream coverage of every book with streams in ``[start_ms, end_ms)``, by book.
+    """The stream coverage of every book with streams in ``[start_ms, end_ms)``, by book,
+    given the minutes' run records (:func:`~bitso_archive.stream_records.read_stream_records`).
 
     Reads a minute at a time (memory is one minute of diffs); empty when nothing streamed.
     """
     objects = _stream_objects(source, start_ms, end_ms)
-    records, _corrupt = read_stream_records(source, start_ms, end_ms)
     wanted = set(books) if books is not None else None
-    keys = {(book, minute) for _c, book, minute in objects} | set(records)
+    keys = {(book, minute) for _c, book, minute in objects}
+    keys |= {(book, minute) for minute, r in records.items() for book, _ch in r.channels}
     reports: dict[str, StreamReport] = {}
     recordings: dict[str, BookRecordings] = {}
     for book, minute_ms in sorted(keys):
         if wanted is not None and book not in wanted:
             continue
         book_recordings = recordings.setdefault(book, BookRecordings(source, book))
-        recorded = book_recordings.minute(minute_ms)
+        record = records.get(minute_ms)
+        recorded = book_recordings.minute(minute_ms, record)
         diffs = recorded.minute.diffs
         for bad in recorded.corrupt:
             warn_corrupt(bad)
@@ -292,7 +193,7 @@ def stream_coverage(
                 anchors=[(a.name, a.sequence, a.received_ms) for a in recorded.minute.anchors],
                 unknown=[s for s in recorded.spans if isinstance(s, UnknownSpan)],
                 drift=check_drift(recorded.minute, recorded.aggregated),
-                recorded=records.get((book, minute_ms)),
+                recorded=record.book(book) if record is not None else None,
                 corrupt=recorded.corrupt,
             )
         )

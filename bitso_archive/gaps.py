@@ -3,7 +3,8 @@
 Per book and minute: the slots the grid expected (``R`` and the book list come
 from that minute's run record, else from the defaults given), the snapshots
 present, the missing slot times, whether the minute was throttled, the writes
-the run record says were lost, and corrupt objects. Per book: runs of
+the run record says were lost, and corrupt objects (a slot the run record
+says fetched a trades backfill stores no snapshot and is not expected). Per book: runs of
 consecutive snapshots with an unchanged ``sequence``. With streams, per book and
 minute also their coverage (:mod:`bitso_archive.coverage`).
 """
@@ -27,6 +28,8 @@ from bitso_archive.snapshots import (
     read_run_records,
 )
 from bitso_archive.sources import SourceLike, open_source
+from bitso_archive.stream_records import EMPTY as EMPTY_STREAMS
+from bitso_archive.stream_records import read_stream_records
 from bitso_archive.texttable import text_table
 from bitso_format import (
     DEFAULT_REQUESTS_PER_MINUTE,
@@ -225,6 +228,7 @@ def gaps_report(
         else:
             seen.append((item.book, item.slot_ms, item.sequence))
     records, corrupt_records = read_run_records(src, start_ms, end_ms, progress=progress)
+    stream_records, _corrupt = read_stream_records(src, start_ms, end_ms)
 
     if wanted is not None:
         report_books = wanted
@@ -250,10 +254,12 @@ def gaps_report(
         minute_rpm, minute_books, grid_from = _minute_grid(record, rpm, default_books)
         throttled = record is not None and (record.throttled > 0 or record.status == "throttled")
         for book in report_books:
+            # A trades backfill slot stores no snapshot: it is not a missing one.
+            backfills = stream_records.get(minute_ms, EMPTY_STREAMS).backfill_slots
             expected = {
                 ms
                 for ms in book_slot_times(minute_ms, minute_rpm, minute_books, book)
-                if start_ms <= ms < end_ms
+                if start_ms <= ms < end_ms and (book, ms) not in backfills
             }
             have = present.get((book, minute_ms), set())
             corrupt = sorted(corrupt_at.get((book, minute_ms), []))
@@ -288,7 +294,7 @@ def gaps_report(
         corrupt=corrupt_objects,
         run_records=len(records),
         corrupt_run_records=corrupt_records,
-        streams=stream_coverage(src, start_ms, end_ms, wanted),
+        streams=stream_coverage(src, start_ms, end_ms, stream_records, wanted),
     )
 
 

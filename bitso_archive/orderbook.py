@@ -9,10 +9,12 @@ order of receipt. ``open`` sets an order's amount (at rate ``r``, side ``t``); `
 and ``completed`` remove it. Levels are the orders' totals by price, exact decimals throughout.
 
 One call records one minute, so a minute is rebuilt on its own: its anchors and its diffs. The
-book is known from an anchor's receipt until the receipt of the last diff its chain applies
-(the chain stops at the first diff whose sequence is not the next one, or at the last diff of
-the minute: after it the socket closed, or was about to). Every other instant of the minute is
-an :class:`UnknownSpan`, and asking for it raises :class:`UnknownInstantError`: never a guess.
+book is known from an anchor's receipt until the receipt of the last diff its chain applies.
+The chain stops at the first diff whose sequence is not the next one (a sequence gap), at the
+socket's first disconnect after the anchor (an outage: the run record names it), or at the last
+diff of the minute (after it the socket closed, or was about to). Every other instant of the
+minute is an :class:`UnknownSpan`, and asking for it raises :class:`UnknownInstantError`: never
+a guess.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ NOT_RECORDED = "not_recorded"
 NO_ANCHOR = "no_anchor"
 BEFORE_FIRST_ANCHOR = "before_first_anchor"
 SEQUENCE_GAP = "sequence_gap"
+OUTAGE = "outage"
 AFTER_LAST_DIFF = "after_last_diff"
 
 
@@ -243,20 +246,24 @@ class Chain:
     last_sequence: int
     known_until_ms: int  # receipt of the last diff applied (the anchor's receipt if none)
     gap: SequenceGap | None  # the break, when a diff broke the chain
+    outage_ms: int | None = None  # the disconnect that cut the chain, when one did
 
 
-def chain_of(anchor: Anchor, diffs: Sequence[Diff]) -> Chain:
-    """Follow the anchor's sequence through the diffs (skipping those it already holds)."""
+def chain_of(anchor: Anchor, diffs: Sequence[Diff], cut_ms: int | None = None) -> Chain:
+    """Follow the anchor's sequence through the diffs (skipping those it already holds); with
+    ``cut_ms`` (a disconnect), stop before the first diff received after it."""
     expected = anchor.sequence + 1
     last_ms: int | None = None
     for index, diff in enumerate(diffs):
+        if cut_ms is not None and diff.received_ms > cut_ms:
+            return Chain(anchor, index, expected - 1, _until(anchor, last_ms), None, cut_ms)
         if diff.sequence == expected:
             expected += 1
             last_ms = diff.received_ms
         elif diff.sequence > anchor.sequence:
             gap = SequenceGap(expected - 1, diff.sequence, last_ms, diff.received_ms)
             return Chain(anchor, index, expected - 1, _until(anchor, last_ms), gap)
-    return Chain(anchor, len(diffs), expected - 1, _until(anchor, last_ms), None)
+    return Chain(anchor, len(diffs), expected - 1, _until(anchor, last_ms), None, cut_ms)
 
 
 def _until(anchor: Anchor, last_ms: int | None) -> int:
@@ -309,12 +316,14 @@ class UnknownInstantError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Minute:
-    """What one call recorded of one book: its anchors and diffs, both in order of receipt."""
+    """What one call recorded of one book: its anchors and diffs, both in order of receipt,
+    and when the call's socket was lost (its outages, from the run record)."""
 
     book: str
     minute_ms: int
     diffs: Sequence[Diff]
     anchors: Sequence[Anchor]
+    disconnects: Sequence[int] = ()
 
 
 def not_recorded(minute_ms: int, detail: str) -> UnknownSpan:
@@ -346,7 +355,8 @@ def coverage(minute: Minute) -> list[Span]:
         window_end = min(following.received_ms, end) if following else end
         if window_end <= window_start:
             continue
-        chain = chain_of(anchor, minute.diffs)
+        cut = next((d for d in sorted(minute.disconnects) if window_start <= d < window_end), None)
+        chain = chain_of(anchor, minute.diffs, cut)
         known_end = min(max(chain.known_until_ms, window_start), window_end)
         if known_end > window_start:
             spans.append(KnownSpan(window_start, known_end, chain))
@@ -373,6 +383,13 @@ def _hole(chain: Chain, start: int, end: int, following: Anchor | None) -> Unkno
             f"(received {iso_millis(gap.next_ms)}); {then}"
         )
         return UnknownSpan(start, end, SEQUENCE_GAP, detail, gap)
+    if chain.outage_ms is not None:
+        detail = (
+            f"the socket was lost at {iso_millis(chain.outage_ms)}, after the diff of sequence "
+            f"{chain.last_sequence} (received {iso_millis(chain.known_until_ms)}): diffs may "
+            f"have been missed; {then}"
+        )
+        return UnknownSpan(start, end, OUTAGE, detail)
     detail = (
         f"after the last diff recorded (sequence {chain.last_sequence}, received "
         f"{iso_millis(chain.known_until_ms)}): nothing after it shows whether the book "

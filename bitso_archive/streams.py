@@ -38,6 +38,12 @@ from bitso_archive.snapshots import (
     warn_corrupt,
 )
 from bitso_archive.sources import ObjectMissingError, Source
+from bitso_archive.stream_records import (
+    EMPTY,
+    StreamRecord,
+    parse_stream_record,
+    run_record_minutes,
+)
 from bitso_format import (
     DECIMAL_PATTERN,
     DIFF_ORDERS_CHANNEL,
@@ -48,6 +54,7 @@ from bitso_format import (
     iso_minute,
     parse_stream_line,
     parse_stream_name,
+    run_record_name,
     stream_hour_dir,
     stream_name,
 )
@@ -172,6 +179,7 @@ class BookRecordings:
         self._hour: int | None = None
         self._snapshots: dict[int, list[SnapshotName]] = {}
         self._diff_objects: set[int] = set()
+        self._run_records: set[int] = set()
 
     def _list_hour(self, hour_ms: int) -> None:
         if self._hour == hour_ms:
@@ -181,6 +189,9 @@ class BookRecordings:
         for meta in list_snapshot_names(self.source, hour_ms, hour_ms + HOUR_MS, [self.book]):
             minute = meta.slot_ms - meta.slot_ms % MINUTE_MS
             self._snapshots.setdefault(minute, []).append(meta)
+        self._run_records = set(
+            run_record_minutes(self.source, hour_ms, hour_ms + HOUR_MS).values()
+        )
         self._diff_objects = set()
         for name in self.source.list_names(stream_hour_dir(DIFF_ORDERS_CHANNEL, hour_ms)):
             parsed = parse_stream_name(name)
@@ -191,9 +202,23 @@ class BookRecordings:
         self._list_hour(floor_hour(minute_ms))
         return minute_ms in self._diff_objects
 
-    def minute(self, minute_ms: int) -> RecordedMinute:
-        """Read the minute: its diffs object, its anchors and its aggregated snapshots."""
+    def _record(self, minute_ms: int) -> StreamRecord:
+        name = run_record_name("", minute_ms)
+        if minute_ms not in self._run_records:
+            return EMPTY
+        try:
+            return parse_stream_record(self.source.read(name))
+        except (CorruptError, ObjectMissingError) as exc:
+            # Without it no outage is known: the sequence alone then says what was lost.
+            warn_corrupt(Corrupt(name, str(exc) or "listed but gone when read"))
+            return EMPTY
+
+    def minute(self, minute_ms: int, record: StreamRecord | None = None) -> RecordedMinute:
+        """Read the minute: its diffs object, anchors and aggregated snapshots, and (unless
+        given) its run record, for the outages of its socket."""
         self._list_hour(floor_hour(minute_ms))
+        if record is None:
+            record = self._record(minute_ms)
         anchors: list[Anchor] = []
         aggregated: list[AggregatedSnapshot] = []
         corrupt: list[Corrupt] = []
@@ -225,6 +250,7 @@ class BookRecordings:
                 corrupt.append(bad)
                 detail = f"the {DIFF_ORDERS_CHANNEL} object {name} of {where} cannot be read"
                 hole = not_recorded(minute_ms, f"{detail}: {reason}")
-        minute = Minute(self.book, minute_ms, diffs, anchors)
+        disconnects = tuple(at for at, _reason in record.disconnects)
+        minute = Minute(self.book, minute_ms, diffs, anchors, disconnects)
         spans: list[Span] = [hole] if hole else coverage(minute)
         return RecordedMinute(minute, spans, aggregated, None if hole else name, corrupt)

@@ -215,6 +215,8 @@ class RecordedMinuteFacts:
     gaps: list[tuple[int, int]] = field(default_factory=list)
     uncovered_ms: int = 0
     reconnects: int = 0
+    outages: list[tuple[int, int]] = field(default_factory=list)
+    backfill_slots: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -461,25 +463,47 @@ def build_world(
         record = run_record(minute, [BOOK], RPM)
         backfilled = sum(1 for line in trade_lines if "trade" in line)
         record["streams"] = {
-            BOOK: {
-                "diff-orders": {
-                    "messages": len(diff_lines),
-                    "first_sequence": facts.stored[0][0] if facts.stored else None,
-                    "last_sequence": facts.stored[-1][0] if facts.stored else None,
-                    "sequence_gaps": [{"after": a, "next": n} for a, n in facts.gaps],
-                    "reconnects": facts.reconnects,
-                    "uncovered_ms": facts.uncovered_ms,
-                    "object": stream_name("diff-orders", BOOK, minute),
-                },
-                "trades": {
-                    "messages": len(trade_lines) - backfilled,
-                    "reconnects": facts.reconnects,
-                    "uncovered_ms": facts.uncovered_ms,
-                    "backfilled": backfilled,
-                    "object": stream_name("trades", BOOK, minute),
-                },
-            }
+            "channels": ["trades", "diff-orders"],
+            "connections": 1 + len(outages),
+            "failed_connects": 0,
+            "keepalives": 12,
+            "ignored": 0,
+            "disconnects": [{"at": iso(a), "reason": "closed"} for a, _b in outages],
+            "unacknowledged": [],
+            "books": {
+                BOOK: {
+                    "diff-orders": {
+                        "messages": len(diff_lines),
+                        "first_sequence": facts.stored[0][0] if facts.stored else None,
+                        "last_sequence": facts.stored[-1][0] if facts.stored else None,
+                        "sequence_gaps": [{"after": a, "next": n} for a, n in facts.gaps],
+                        "reconnects": facts.reconnects,
+                        "uncovered_ms": facts.uncovered_ms,
+                        "backfilled": 0,
+                        "object": stream_name("diff-orders", BOOK, minute),
+                    },
+                    "trades": {
+                        "messages": len(trade_lines) - backfilled,
+                        "first_sequence": None,
+                        "last_sequence": None,
+                        "sequence_gaps": [],
+                        "reconnects": facts.reconnects,
+                        "uncovered_ms": facts.uncovered_ms,
+                        "backfilled": backfilled,
+                        "object": stream_name("trades", BOOK, minute),
+                    },
+                }
+            },
+            "lost": [],
         }
+        record["slot_uses"] = [
+            {"book": BOOK, "slot": iso(minute + j * SLOT_MS), "use": use}
+            for j, use in sorted(uses.items())
+        ]
+        facts.outages = outages
+        facts.backfill_slots = [
+            minute + j * SLOT_MS for j, u in uses.items() if u == "trades_backfill"
+        ]
         archive.add_run(record)
         facts.spans = _spans(facts)
     return world
@@ -497,7 +521,8 @@ def chain_end(facts: RecordedMinuteFacts, anchor: AnchorFact) -> int:
 def _spans(facts: RecordedMinuteFacts) -> list[Span]:
     """When the book of the minute is known, from the generator's own knowledge: from each
     anchor's receipt to the receipt of the last stored diff that continues its sequence
-    without a hole (a missing sequence with a stored one after it is a gap)."""
+    without a hole (a missing sequence with a stored one after it is a gap) and that came
+    before the socket was next lost (an outage), whichever comes first."""
     start, end = facts.minute_ms, facts.minute_ms + 60_000
     anchors = sorted(facts.anchors, key=lambda a: a.received_ms)
     received = dict(facts.stored)
@@ -505,15 +530,25 @@ def _spans(facts: RecordedMinuteFacts) -> list[Span]:
     spans = [Span(start, anchors[0].received_ms, "before_first_anchor")]
     for index, anchor in enumerate(anchors):
         window_end = anchors[index + 1].received_ms if index + 1 < len(anchors) else end
-        missing = chain_end(facts, anchor) + 1
-        last = received[missing - 1] if missing - 1 > anchor.sequence else anchor.received_ms
+        last_seq = chain_end(facts, anchor)
+        gap = None
+        if last_seq + 1 < highest:
+            gap = (last_seq, min(s for s in received if s > last_seq + 1))
+        lost_at = [a for a, _b in facts.outages if anchor.received_ms <= a < window_end]
+        outage = lost_at[0] if lost_at and (gap is None or received[gap[1]] > lost_at[0]) else None
+        if outage is not None:
+            last_seq = max(
+                [q for q in range(anchor.sequence + 1, last_seq + 1) if received[q] <= outage],
+                default=anchor.sequence,
+            )
+        last = received[last_seq] if last_seq > anchor.sequence else anchor.received_ms
         known_end = min(max(last, anchor.received_ms), window_end)
         if known_end > anchor.received_ms:
             spans.append(Span(anchor.received_ms, known_end, "known", anchor.sequence))
         if known_end < window_end:
-            if missing < highest:
-                following = min(s for s in received if s > missing)
-                gap = (missing - 1, following)
+            if outage is not None:
+                spans.append(Span(known_end, window_end, "outage"))
+            elif gap is not None:
                 spans.append(Span(known_end, window_end, "sequence_gap", gap=gap))
             else:
                 spans.append(Span(known_end, window_end, "after_last_diff"))

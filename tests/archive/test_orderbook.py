@@ -227,3 +227,31 @@ def test_an_anchor_that_lists_an_order_twice_keeps_the_later_one() -> None:
     assert levels(book, SELL) == [("105", "3", 1)]
     book.change(gone("b", BUY, "99"))
     assert levels(book, BUY) == []
+
+
+def test_an_outage_ends_the_known_span_at_the_last_diff_before_it_even_without_a_jump() -> None:
+    a1 = anchor(10, 1_000)
+    a2 = anchor(24, 9_000)
+    diffs = [diff(11 + i, 2_000 + 500 * i) for i in range(10)]  # 11..20, 2.0 s to 6.5 s
+    diffs += [diff(21 + i, 7_500 + 500 * i) for i in range(10)]  # resubscribed: 21 follows 20
+    minute = Minute("btc_mxn", M, diffs, [a1, a2], disconnects=[M + 6_800])
+    summary = [
+        (s.start_ms - M, s.end_ms - M, "known" if isinstance(s, KnownSpan) else s.reason)
+        for s in coverage(minute)
+    ]
+    assert summary == [
+        (0, 1_000, "before_first_anchor"),
+        (1_000, 6_500, "known"),
+        (6_500, 9_000, "outage"),
+        (9_000, 12_000, "known"),
+        (12_000, 60_000, "after_last_diff"),
+    ]
+    with pytest.raises(UnknownInstantError) as refused:
+        MinuteBooks(minute).at(M + 7_000)
+    assert refused.value.reason == "outage"
+    assert "the socket was lost at 2026-11-20T10:00:06.800Z" in str(refused.value)
+    assert "sequence 20 (received 2026-11-20T10:00:06.500Z)" in str(refused.value)
+    # Drift follows the sequence, which the outage did not break: the first anchor still
+    # rebuilds sequence 25 exactly.
+    (check,) = check_drift(minute, [AggregatedSnapshot("s", 25, M, (), ())])
+    assert check.status == "match"

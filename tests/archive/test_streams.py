@@ -388,6 +388,40 @@ def test_gaps_json_names_each_gap_the_uncovered_time_and_the_unknown_spans(
         assert [a["sequence"] for a in got["anchors"]] == [a.sequence for a in facts.anchors]
 
 
+def test_gaps_never_counts_a_trades_backfill_slot_as_a_missing_snapshot(
+    world: World, archive_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "gaps", str(archive_dir), *RANGE, "--json")
+    assert code == 0
+    snapshots = {m["minute"]: m for m in json.loads(out)["books"][BOOK]["minutes"]}
+    for minute_ms, facts in world.minutes.items():
+        got = snapshots[iso(minute_ms)[:17] + "00Z"]
+        assert len(facts.backfill_slots) >= 1
+        assert (got["expected"], got["present"], got["missing"]) == (
+            12 - len(facts.backfill_slots),
+            12 - len(facts.backfill_slots),
+            [],
+        )
+        assert got["grid_from"] == "run_record"
+
+
+@pytest.mark.parametrize("minute", [2, 4])
+def test_the_instant_after_an_outage_is_refused_until_the_re_anchor(
+    world: World, archive_dir: Path, minute: int
+) -> None:
+    facts = world.minutes[T0 + minute * 60_000]
+    ((lost_at, _back),) = facts.outages
+    last_before = max(when for _seq, when in facts.stored if when <= lost_at)
+    re_anchor = next(a for a in facts.anchors if a.received_ms > lost_at)
+    for at_ms in (last_before, lost_at, re_anchor.received_ms - 1):
+        with pytest.raises(UnknownInstantError) as refused:
+            book_at(archive_dir, BOOK, at_ms)
+        assert refused.value.reason == "outage"
+        assert f"the socket was lost at {iso(lost_at)}" in str(refused.value)
+    assert book_at(archive_dir, BOOK, last_before - 1).sequence < re_anchor.sequence
+    assert book_at(archive_dir, BOOK, re_anchor.received_ms).sequence >= re_anchor.sequence
+
+
 def test_drift_is_zero_on_a_clean_archive_and_counts_a_planted_one(
     world: World, archive_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -443,10 +477,12 @@ def test_gaps_text_lists_the_stream_part(
     inside = [
         s
         for s in world.unknown_spans()
-        if s.reason == "sequence_gap" or (s.reason == "after_last_diff" and s.end_ms % 60_000)
+        if s.reason in ("sequence_gap", "outage")
+        or (s.reason == "after_last_diff" and s.end_ms % 60_000)
     ]
     assert f"Unknown spans inside minutes: {len(inside)} " in streams
-    assert streams.count(": sequence_gap") == len(world.minutes[T0 + 60_000].gaps) + 1
+    assert streams.count(": sequence_gap") == 1  # the dropped diff
+    assert streams.count(": outage") == 2  # one that lost diffs, one that lost none
 
 
 def test_a_corrupt_diffs_object_makes_its_minute_unknown(
