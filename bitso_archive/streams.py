@@ -75,13 +75,18 @@ def stream_lines(data: bytes) -> Iterator[tuple[int, Any]]:
             raise CorruptError(f"line {number}: not JSON ({exc})") from None
 
 
-def _decimal(value: Any, what: str) -> Decimal:
+def decimal_text(value: Any, what: str) -> str:
+    """``value`` when it is a decimal string as Bitso sends them; ValueError naming ``what``."""
     if not isinstance(value, str) or DECIMAL_PATTERN.fullmatch(value) is None:
         raise ValueError(f"{what} {value!r} is not a decimal string")
-    return Decimal(value)
+    return value
 
 
-def _count(value: Any) -> int | None:
+def _decimal(value: Any, what: str) -> Decimal:
+    return Decimal(decimal_text(value, what))
+
+
+def _sequence(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int) and value >= 0:
@@ -120,7 +125,7 @@ def parse_diffs(data: bytes, book: str) -> list[Diff]:
                 raise ValueError("a diff-orders object holds WebSocket messages only")
             if message.get("type") != DIFF_ORDERS_CHANNEL or message.get("book") != book:
                 raise ValueError(f"not a {DIFF_ORDERS_CHANNEL} message of {book}")
-            sequence = _count(message.get("sequence"))
+            sequence = _sequence(message.get("sequence"))
             if sequence is None:
                 raise ValueError(f"sequence {message.get('sequence')!r} is not a count")
             payload = message.get("payload")

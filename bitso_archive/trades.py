@@ -24,9 +24,8 @@ from typing import Any
 from bitso_archive.layout import TimeLike, check_books, check_range, hours_in_range
 from bitso_archive.snapshots import Corrupt, CorruptError, read_objects, warn_corrupt
 from bitso_archive.sources import Source, SourceLike, open_source
-from bitso_archive.streams import stream_lines
+from bitso_archive.streams import decimal_text, stream_lines
 from bitso_format import (
-    DECIMAL_PATTERN,
     HOUR_MS,
     MINUTE_MS,
     REST_SOURCE,
@@ -94,12 +93,6 @@ class Trade:
         )
 
 
-def _decimal(value: Any, what: str) -> str:
-    if not isinstance(value, str) or DECIMAL_PATTERN.fullmatch(value) is None:
-        raise ValueError(f"{what} {value!r} is not a decimal string")
-    return value
-
-
 def _id(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{what} {value!r} is not a trade id")
@@ -126,9 +119,9 @@ def _streamed(entry: Any, book: str, received_ms: int) -> Trade:
         book=book,
         created_ms=created,
         received_ms=received_ms,
-        price=_decimal(entry.get("r"), "rate r"),
-        amount=_decimal(entry.get("a"), "amount a"),
-        value=_decimal(entry.get("v"), "value v"),
+        price=decimal_text(entry.get("r"), "rate r"),
+        amount=decimal_text(entry.get("a"), "amount a"),
+        value=decimal_text(entry.get("v"), "value v"),
         taker_side=_TAKER_SIDES[side],
         maker_order=_text(entry.get("mo"), "maker order mo"),
         taker_order=_text(entry.get("to"), "taker order to"),
@@ -150,8 +143,8 @@ def _backfilled(trade: dict[str, Any], book: str, received_ms: int) -> Trade:
         book=book,
         created_ms=parse_rfc3339(created_at),
         received_ms=received_ms,
-        price=_decimal(trade.get("price"), "price"),
-        amount=_decimal(trade.get("amount"), "amount"),
+        price=decimal_text(trade.get("price"), "price"),
+        amount=decimal_text(trade.get("amount"), "amount"),
         value=None,
         taker_side=_TAKER_OF_MAKER[maker_side],
         maker_order=None,
