@@ -27,7 +27,7 @@ from bitso_archive.orderbook import (
     check_drift,
     sequence_gaps,
 )
-from bitso_archive.snapshots import Corrupt, warn_corrupt
+from bitso_archive.snapshots import Corrupt
 from bitso_archive.sources import Source
 from bitso_archive.stream_records import ChannelRecord, StreamRecord
 from bitso_archive.streams import BookRecordings
@@ -179,8 +179,6 @@ def stream_coverage(
         record = records.get(minute_ms)
         recorded = book_recordings.minute(minute_ms, record)
         diffs = recorded.minute.diffs
-        for bad in recorded.corrupt:
-            warn_corrupt(bad)
         reports.setdefault(book, StreamReport(book)).minutes.append(
             StreamMinute(
                 minute_ms=minute_ms,

@@ -203,10 +203,6 @@ class BookRecordings:
             if parsed and parsed.book == self.book and parsed.channel == DIFF_ORDERS_CHANNEL:
                 self._diff_objects.add(parsed.minute_ms)
 
-    def has_diffs(self, minute_ms: int) -> bool:
-        self._list_hour(floor_hour(minute_ms))
-        return minute_ms in self._diff_objects
-
     def _record(self, minute_ms: int) -> StreamRecord:
         name = run_record_name("", minute_ms)
         if minute_ms not in self._run_records:
@@ -215,7 +211,8 @@ class BookRecordings:
             return parse_stream_record(self.source.read(name))
         except (CorruptError, ObjectMissingError) as exc:
             # Without it no outage is known: the sequence alone then says what was lost.
-            warn_corrupt(Corrupt(name, str(exc) or "listed but gone when read"))
+            reason = str(exc) if isinstance(exc, CorruptError) else "listed but gone when read"
+            warn_corrupt(Corrupt(name, reason))
             return EMPTY
 
     def minute(self, minute_ms: int, record: StreamRecord | None = None) -> RecordedMinute:
