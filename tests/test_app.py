@@ -228,3 +228,68 @@ def test_a_window_asked_for_mid_minute_is_ok_and_a_late_full_minute_is_degraded(
     assert record["status"] == "degraded"
     assert record["slots_missed_late"] == 57  # slot 56 (56.949 s) is past its 0.508 s allowance
     assert record["written"] == record["slots_planned"] == 2
+
+
+def nothing_requested_or_claimed(harness: Harness) -> bool:
+    return harness.fake.requests == [] and not harness.data.exists()
+
+
+def test_a_deeply_nested_body_is_refused_before_json_parses_it(harness: Harness) -> None:
+    harness.fresh_minute()
+    reply = harness.post(data="[" * 3000)  # json.loads would raise RecursionError
+    assert reply.status_code == 400
+    assert "nests arrays or objects 3000 levels deep" in reply.get_json()["error"]
+    reply = harness.post(data='{"books": [["btc_mxn"]]}')
+    assert reply.status_code == 400
+    assert "3 levels deep" in reply.get_json()["error"]
+    assert nothing_requested_or_claimed(harness)
+
+
+def test_a_body_over_the_size_limit_is_a_413_never_parsed(harness: Harness) -> None:
+    harness.fresh_minute()
+    sixty_thousand_books = json.dumps({"books": [f"b{n}_mxn" for n in range(60_000)]})
+    for data in ("[" * 100_000, sixty_thousand_books, " " * 4096 + "{}"):
+        reply = harness.post(data=data)
+        assert reply.status_code == 413
+        assert reply.get_json()["status"] == "too_large"
+        assert "larger than 4096 bytes" in reply.get_json()["error"]
+    assert nothing_requested_or_claimed(harness)
+
+
+def test_a_body_of_exactly_the_size_limit_is_served(harness: Harness) -> None:
+    minute = harness.fresh_minute()
+    body = '{"duration_seconds": 1}'
+    reply = harness.post(data=body + " " * (4096 - len(body)), minute=minute)
+    assert reply.status_code == 200, reply.get_json()
+    assert reply.get_json()["written"] == 1
+
+
+def test_a_call_names_at_most_60_books(harness: Harness) -> None:
+    harness.fresh_minute()
+    reply = harness.post({"books": [f"b{n}_mxn" for n in range(61)]})
+    assert reply.status_code == 400
+    assert '"books" names 61 books; at most 60 are allowed' in reply.get_json()["error"]
+    assert nothing_requested_or_claimed(harness)
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"])
+def test_only_post_and_get_are_served(harness: Harness, method: str) -> None:
+    harness.fresh_minute()
+    reply = harness.client.open("/", method=method, data='{"duration_seconds": 1}')
+    assert reply.status_code == 405
+    assert reply.headers["Allow"] == "GET, POST"
+    if method != "HEAD":  # a HEAD answer has no body
+        assert reply.get_json() == {
+            "error": f"method {method} is not allowed; use GET, POST",
+            "status": "method_not_allowed",
+        }
+    assert nothing_requested_or_claimed(harness)
+
+
+def test_a_get_collects_like_a_post(harness: Harness) -> None:
+    minute = harness.fresh_minute(seconds_into=58.6)  # one slot left: 58.983 s
+    reply = harness.client.get(
+        "/", headers={"X-CloudScheduler-ScheduleTime": iso_millis(seconds_to_ms(minute))}
+    )
+    assert reply.status_code == 200, reply.get_json()
+    assert (reply.get_json()["slots_planned"], reply.get_json()["written"]) == (1, 1)

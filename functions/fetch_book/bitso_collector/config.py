@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +72,7 @@ def validate_books(books: tuple[str, ...], source: str) -> tuple[str, ...]:
                 f"{source} has {book!r}, which is not a book name; "
                 "allowed: lower-case letters and digits on both sides of one '_', e.g. btc_mxn"
             )
-    duplicates = sorted({book for book in books if books.count(book) > 1})
+    duplicates = sorted(book for book, count in Counter(books).items() if count > 1)
     if duplicates:
         raise ConfigError(f"{source} names {', '.join(duplicates)} more than once")
     return books
