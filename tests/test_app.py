@@ -62,6 +62,10 @@ def harness(
     app_module.clock = ShiftedClock(0)
 
 
+def nothing_requested_or_claimed(harness: Harness) -> bool:
+    return harness.fake.requests == [] and not harness.data.exists()
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -83,18 +87,66 @@ def test_bad_bodies_get_400_naming_the_problem(harness: Harness, data: str, mess
     reply = harness.post(data=data)
     assert reply.status_code == 400
     assert message in reply.get_json()["error"]
-    assert harness.fake.requests == []  # nothing was requested
-    assert not harness.data.exists()  # nor claimed
+    assert nothing_requested_or_claimed(harness)
 
 
-def test_bad_schedule_headers_get_400(harness: Harness) -> None:
+@pytest.mark.parametrize(
+    "header",
+    [
+        "yesterday",
+        "0001-01-01T00:00:00+00:01",  # before year 1 in UTC
+        "9999-12-31T23:59:59-00:01",  # after year 9999 in UTC
+        "2026-11-24T10:16:00",  # no offset
+        "2026-02-30T10:16:00Z",
+    ],
+)
+def test_bad_schedule_headers_get_400(harness: Harness, header: str) -> None:
+    harness.fresh_minute()
+    reply = harness.post(headers={"X-CloudScheduler-ScheduleTime": header})
+    assert reply.status_code == 400
+    assert reply.get_json()["status"] == "bad_request"
+    assert f"X-CloudScheduler-ScheduleTime={header!r}" in reply.get_json()["error"]
+    assert nothing_requested_or_claimed(harness)
+
+
+@pytest.mark.parametrize(
+    ("header", "minute"),
+    [
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z"),
+        ("1970-01-01T00:00:00Z", "1970-01-01T00:00:00Z"),
+        ("2000-06-01T12:30:59.999+02:00", "2000-06-01T10:30:00Z"),
+    ],
+)
+def test_a_minute_that_is_over_is_answered_at_once_and_never_claimed(
+    harness: Harness, header: str, minute: str
+) -> None:
+    harness.fresh_minute()
+    started = time.monotonic()
+    reply = harness.post({"duration_seconds": 5}, headers={"X-CloudScheduler-ScheduleTime": header})
+    assert time.monotonic() - started < 1
+    record = reply.get_json()
+    assert reply.status_code == 410
+    assert (record["status"], record["minute"], record["slots_planned"]) == ("too_late", minute, 0)
+    assert f"the minute {minute} is over for this call" in record["error"]
+    assert nothing_requested_or_claimed(harness)
+
+
+def test_the_last_minute_is_too_late_once_its_last_slot_is_past(harness: Harness) -> None:
+    start = harness.fresh_minute(seconds_into=59.6)  # slot 58 could start until 59.49 s
+    reply = harness.post(minute=start)
+    assert reply.status_code == 410
+    assert reply.get_json()["slots_missed_late"] == 59
+    assert nothing_requested_or_claimed(harness)
+
+
+def test_a_minute_too_far_ahead_is_answered_at_once_and_never_claimed(harness: Harness) -> None:
     start = harness.fresh_minute()
-    reply = harness.post(headers={"X-CloudScheduler-ScheduleTime": "yesterday"})
-    assert reply.status_code == 400
-    assert "X-CloudScheduler-ScheduleTime='yesterday'" in reply.get_json()["error"]
     reply = harness.post(minute=start + 3600)
-    assert reply.status_code == 400
-    assert "at most 10 s ahead" in reply.get_json()["error"]
+    record = reply.get_json()
+    assert reply.status_code == 422
+    assert record["status"] == "too_early"
+    assert "3600 s ahead of this server's clock; at most 10 s ahead is allowed" in record["error"]
+    assert nothing_requested_or_claimed(harness)
 
 
 def test_books_in_the_body_replace_the_configured_ones(harness: Harness) -> None:
@@ -201,14 +253,14 @@ def test_local_keys_sign_every_request_and_never_show(
 def test_an_unexpected_error_answers_json_500_and_logs_its_trace(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    harness.fresh_minute()
+    minute = harness.fresh_minute()
     runtime = app_module.get_runtime()
 
     def broken(job: object) -> None:
         raise ZeroDivisionError("a bug")
 
     monkeypatch.setattr(runtime.collector.strategy, "run", broken)
-    reply = harness.post({"duration_seconds": 2})
+    reply = harness.post({"duration_seconds": 2}, minute=minute)
     assert reply.status_code == 500
     assert reply.get_json() == {"error": "unexpected error: ZeroDivisionError", "status": "error"}
     errors = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -228,10 +280,6 @@ def test_a_window_asked_for_mid_minute_is_ok_and_a_late_full_minute_is_degraded(
     assert record["status"] == "degraded"
     assert record["slots_missed_late"] == 57  # slot 56 (56.949 s) is past its 0.508 s allowance
     assert record["written"] == record["slots_planned"] == 2
-
-
-def nothing_requested_or_claimed(harness: Harness) -> bool:
-    return harness.fake.requests == [] and not harness.data.exists()
 
 
 def test_a_deeply_nested_body_is_refused_before_json_parses_it(harness: Harness) -> None:

@@ -21,7 +21,7 @@ from bitso_format import (
 )
 from bitso_testkit.fake_bitso import FakeBitso
 from bitso_testkit.processes import free_port
-from tests.conftest import StartFunction
+from tests.conftest import SCHEDULE_HEADER, StartFunction
 from tests.support.schemas import RUN_RECORD, SNAPSHOT
 
 pytestmark = pytest.mark.e2e
@@ -93,7 +93,7 @@ def test_the_plain_cli_answers_400_for_bad_bodies_and_sends_nothing(
     assert not server.data_dir.exists()
 
 
-def test_the_server_refuses_big_or_deep_bodies_and_other_methods_at_once(
+def test_the_server_refuses_bad_bodies_methods_and_minutes_at_once(
     start_function: StartFunction, fake_bitso: FakeBitso
 ) -> None:
     server = start_function({"BITSO_API_URL": fake_bitso.url}, shifted_clock=False)
@@ -110,6 +110,10 @@ def test_the_server_refuses_big_or_deep_bodies_and_other_methods_at_once(
         reply = requests.request(method, server.url, data=b'{"duration_seconds": 1}', timeout=10)
         assert reply.status_code == 405, method
         assert reply.headers["Allow"] == "GET, POST"
+    for header, status in [("0001-01-01T00:00:00+00:01", 400), ("1970-01-01T00:00:00Z", 410)]:
+        reply = server.call({"duration_seconds": 5}, headers={SCHEDULE_HEADER: header})
+        assert reply.status_code == status, reply.text
+    assert reply.json()["status"] == "too_late"
     assert fake_bitso.requests == []
     assert not server.data_dir.exists()
 

@@ -38,6 +38,10 @@ HTTP_STATUS = {
     CallStatus.THROTTLED: 503,
     CallStatus.LOST: 500,
     CallStatus.MISCONFIGURED: 500,
+    # The minute is gone: nothing of it can be collected any more.
+    CallStatus.TOO_LATE: 410,
+    # A well-formed schedule time that names a minute this server cannot serve yet.
+    CallStatus.TOO_EARLY: 422,
 }
 
 
@@ -141,9 +145,6 @@ def handle(request: flask.Request) -> flask.Response:
         return _answer(record.to_json(), HTTP_STATUS[record.status])
     try:
         record = runtime.collector.run(options)
-    except BadRequest as error:
-        log.warning("bad request", reason=str(error))
-        return _answer({"error": str(error), "status": "bad_request"}, 400)
     except StorageError as error:
         log.error("cannot claim the minute", reason=str(error))
         return _answer({"error": f"cannot claim the minute: {error}", "status": "lost"}, 500)
