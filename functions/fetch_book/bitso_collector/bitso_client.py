@@ -63,9 +63,14 @@ class BitsoClient:
     def order_book(
         self, book: str, aggregate: bool = True, timeout: float | None = None
     ) -> dict[str, Any]:
-        """The order book payload; raises a `BitsoError` subtype for every kind of failure."""
+        """The order book payload; raises a `BitsoError` subtype for every kind of failure.
+
+        `timeout` (the caller's limit for this request) can shorten the read timeout, never
+        lengthen it.
+        """
         path = order_book_path(book, aggregate)
         read_timeout = self.read_timeout if timeout is None else max(0.05, timeout)
+        read_timeout = min(read_timeout, self.read_timeout)
         try:
             response = self._session.get(
                 self.api_url + path,

@@ -213,6 +213,7 @@ class Collector:
             deadline=plan.deadline,
             aggregate=self.settings.aggregate,
             recorder=CallRecorder(ledger, writer, storage, log),
+            slot_spacing=slot_spacing(self.settings.requests_per_minute, self.period_ms),
             timeout_headroom=TIMEOUT_HEADROOM_S * self.period_ms / MINUTE_MS,
         )
         self.strategy.run(job)

@@ -158,9 +158,9 @@ def run_call(main: Coroutine[Any, Any, None]) -> None:
 
 class AsyncioStrategy:
     """Starts each request on its slot from one coroutine; each reply is awaited by its own task,
-    so a slow reply never delays the next slot. A request times out just before the deadline
-    (`base.request_timeout`); whatever is still in flight at the deadline is cancelled (the
-    recorder then counts it abandoned)."""
+    so a slow reply never delays the next slot. A request times out after `max_in_flight - 1`
+    slot spacings, or just before the deadline (`base.request_timeout`); whatever is still in
+    flight at the deadline is cancelled (the recorder then counts it abandoned)."""
 
     name = "asyncio"
 
@@ -204,7 +204,7 @@ class AsyncioStrategy:
                     in_flight = {task for task in in_flight if not task.done()}
                     started = begin(job, slot, room=len(in_flight) < self.max_in_flight)
                     if started is not None:
-                        fetch = self._fetch(client, job, slot, started)
+                        fetch = self._fetch(client, job, slot, started, self.max_in_flight)
                         in_flight.add(asyncio.create_task(fetch))
                 left = job.deadline - job.clock.now()
                 if in_flight and left > 0:
@@ -215,12 +215,13 @@ class AsyncioStrategy:
                 await asyncio.gather(*in_flight, return_exceptions=True)
 
     @staticmethod
-    async def _fetch(client: AsyncBitsoClient, job: FetchJob, slot: Slot, started: float) -> None:
+    async def _fetch(
+        client: AsyncBitsoClient, job: FetchJob, slot: Slot, started: float, max_in_flight: int
+    ) -> None:
         """One request for one slot, its reply or error reported to the recorder."""
+        timeout = request_timeout(job, started, max_in_flight)
         try:
-            payload = await client.order_book(
-                slot.book, job.aggregate, timeout=request_timeout(job, started)
-            )
+            payload = await client.order_book(slot.book, job.aggregate, timeout=timeout)
         except BitsoError as error:
             job.recorder.failed(slot, error)
             return
