@@ -341,3 +341,38 @@ def test_a_get_collects_like_a_post(harness: Harness) -> None:
     )
     assert reply.status_code == 200, reply.get_json()
     assert (reply.get_json()["slots_planned"], reply.get_json()["written"]) == (1, 1)
+
+
+def test_an_api_url_with_credentials_is_refused_and_the_password_never_shown(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    minute = harness.fresh_minute()
+    monkeypatch.setenv("BITSO_API_URL", harness.fake.url.replace("//", "//user:PASSWORD@"))
+    reply = harness.post({"duration_seconds": 2}, minute=minute)
+    assert reply.status_code == 500
+    record = reply.get_json()
+    assert record["status"] == "misconfigured"
+    assert record["error"].startswith("BITSO_API_URL='http://***@127.0.0.1:")
+    assert "carries credentials" in record["error"]
+    assert "PASSWORD" not in capsys.readouterr().out + reply.get_data(as_text=True)
+    assert nothing_requested_or_claimed(harness)
+
+
+def test_a_request_that_fails_in_an_unexpected_way_fails_its_slot_with_a_warning(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As a key beyond Latin-1 did before keys were checked: the header cannot be encoded."""
+    minute = harness.fresh_minute()
+    runtime = app_module.get_runtime()
+
+    def unencodable(*args: object, **kwargs: object) -> None:
+        "ключ".encode("latin-1")
+
+    monkeypatch.setattr(runtime.collector.strategy.client, "order_book", unencodable)
+    record = harness.post({"duration_seconds": 2}, minute=minute).get_json()
+    assert record["failed"] == {"bitso_error": 2}
+    assert record["abandoned"] == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    warnings = [line for line in lines if line["message"] == "slot failed"]
+    assert len(warnings) == 2
+    assert all(w["detail"].startswith("unexpected UnicodeEncodeError") for w in warnings)

@@ -55,5 +55,10 @@ class MalformedReply(BitsoError):
     reason = Outcome.MALFORMED
 
 
+def unexpected(error: Exception) -> BitsoError:
+    """A request that failed in a way no error type above covers (a bug), as a slot failure."""
+    return BitsoError(f"unexpected {type(error).__name__}: {error}")
+
+
 class StorageError(Exception):
     """A snapshot or record could not be stored."""

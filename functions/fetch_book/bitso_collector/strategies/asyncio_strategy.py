@@ -19,7 +19,7 @@ from yarl import URL
 
 from ..bitso_client import CONNECT_TIMEOUT, READ_TIMEOUT, RequestSigner, order_book_path
 from ..clock import Clock
-from ..errors import BitsoError, ConnectionFailed, MalformedReply, RequestTimeout
+from ..errors import BitsoError, ConnectionFailed, MalformedReply, RequestTimeout, unexpected
 from ..grid import Slot
 from ..replies import parse_order_book_reply
 from ..signing import ApiCredentials
@@ -224,6 +224,9 @@ class AsyncioStrategy:
             payload = await client.order_book(slot.book, job.aggregate, timeout=timeout)
         except BitsoError as error:
             job.recorder.failed(slot, error)
+            return
+        except Exception as error:  # a bug fails its slot, logged, rather than vanish in a task
+            job.recorder.failed(slot, unexpected(error))
             return
         received = job.clock.now()
         if job.aggregate:

@@ -6,7 +6,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 
 from ..bitso_client import BitsoClient
-from ..errors import BitsoError
+from ..errors import BitsoError, unexpected
 from ..grid import Slot
 from .base import FetchJob, begin, next_start, request_timeout
 
@@ -20,6 +20,9 @@ def fetch_slot(
         payload = client.order_book(slot.book, job.aggregate, timeout=timeout)
     except BitsoError as error:
         job.recorder.failed(slot, error)
+        return
+    except Exception as error:  # a bug fails its slot, logged, rather than vanish in the pool
+        job.recorder.failed(slot, unexpected(error))
         return
     job.recorder.replied(slot, started, job.clock.now(), payload)
 
