@@ -376,3 +376,47 @@ def test_a_request_that_fails_in_an_unexpected_way_fails_its_slot_with_a_warning
     warnings = [line for line in lines if line["message"] == "slot failed"]
     assert len(warnings) == 2
     assert all(w["detail"].startswith("unexpected UnicodeEncodeError") for w in warnings)
+
+
+def test_storage_refused_mid_call_is_lost_with_its_path_and_the_record_still_answers(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As with a directory made unreadable (chmod 000) once the minute is claimed, for a server
+    that is not root: every later look-up of a name raises PermissionError."""
+    minute = harness.fresh_minute()
+    real_exists = Path.exists
+
+    def refused(self: Path, *args: Any, **kwargs: Any) -> bool:
+        if self.suffix == ".json" and harness.data in self.parents:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_exists(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "exists", refused)
+    reply = harness.post({"duration_seconds": 2}, minute=minute)
+    record = reply.get_json()
+    assert reply.status_code == 500
+    assert (record["status"], record["written"], record["requests_sent"]) == ("lost", 0, 2)
+    assert [lost["slot"] for lost in record["lost"]] == [
+        iso_millis(seconds_to_ms(minute)),
+        iso_millis(seconds_to_ms(minute) + 1016),
+    ]
+    for lost in record["lost"]:
+        assert lost["reason"].startswith(f"storage: cannot write {harness.data}/")
+        assert lost["reason"].endswith(".json: Permission denied")
+    assert record["error"].startswith(f"run record not stored: cannot write {harness.data}/_runs/")
+    assert "run_record" not in record
+
+
+def test_a_minute_that_cannot_be_claimed_answers_its_run_record(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    minute = harness.fresh_minute()
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the data directory should be")
+    monkeypatch.setenv("LOCAL_DATA_DIR", str(blocked))
+    reply = harness.post({"duration_seconds": 2}, minute=minute)
+    record = reply.get_json()
+    assert reply.status_code == 500
+    assert (record["status"], record["requests_sent"], record["slots_planned"]) == ("lost", 0, 2)
+    assert record["error"].startswith(f"cannot claim the minute: cannot write {blocked}/_runs/")
+    assert harness.fake.requests == []

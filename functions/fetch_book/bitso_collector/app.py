@@ -19,7 +19,6 @@ from .call_options import MAX_BODY_BYTES, BadRequest, BodyTooLarge, parse_call
 from .clock import Clock, SystemClock
 from .config import ConfigError, Settings, load_settings
 from .credentials import CredentialsError, resolve_credentials
-from .errors import StorageError
 from .outcomes import CallStatus
 from .run_record import RunRecord
 from .runner import Collector
@@ -145,9 +144,6 @@ def handle(request: flask.Request) -> flask.Response:
         return _answer(record.to_json(), HTTP_STATUS[record.status])
     try:
         record = runtime.collector.run(options)
-    except StorageError as error:
-        log.error("cannot claim the minute", reason=str(error))
-        return _answer({"error": f"cannot claim the minute: {error}", "status": "lost"}, 500)
     except Exception as error:  # a bug must still answer JSON and leave a trace in the logs
         log.error("unexpected error", error=f"{type(error).__name__}: {error}", exc_info=True)
         return _answer(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from bitso_format import (
     MINUTE_MS,
@@ -193,7 +193,23 @@ class Collector:
             {"run_id": run_id, "claimed_at": iso_millis(seconds_to_ms(arrived))}
         ).encode()
         # A claim that lands after fetching would have stopped is of no use to this call.
-        if not self.sink.create(claim_name(prefix, minute_ms), claim, deadline=plan.deadline):
+        try:
+            claimed = self.sink.create(claim_name(prefix, minute_ms), claim, deadline=plan.deadline)
+        except StorageError as error:
+            reason = f"cannot claim the minute: {error}"
+            cpu_ms = round((time.process_time() - cpu_start) * 1000, 1)
+            unclaimed = RunRecord(
+                run_id,
+                arrived,
+                self.clock.now(),
+                CallStatus.LOST,
+                facts,
+                CallSummary(),
+                cpu_ms=cpu_ms,
+                error=reason,
+            )
+            return self._not_run(unclaimed, f"{reason}; nothing requested", log, "ERROR")
+        if not claimed:
             return self._not_run(
                 RunRecord(run_id, arrived, arrived, CallStatus.CLAIMED, facts),
                 "minute already claimed by another call; nothing requested",
@@ -236,9 +252,12 @@ class Collector:
         return record
 
     @staticmethod
-    def _not_run(record: RunRecord, message: str, log: JsonLogger) -> RunRecord:
+    def _not_run(
+        record: RunRecord, message: str, log: JsonLogger, severity: str = "WARNING"
+    ) -> RunRecord:
         """The record of a call that requested nothing, logged as its summary."""
-        log.warning(
+        log.log(
+            severity,
             message,
             event="run_summary",
             status=str(record.status),
@@ -260,7 +279,8 @@ class Collector:
             self.sink.create(key, data, deadline=plan.answer_by)
         except StorageError as error:
             log.error("run record not stored", key=key, reason=str(error))
-            return record
+            # The archive is missing an object: as lost as a snapshot that was not stored.
+            return replace(record, status=CallStatus.LOST, error=f"run record not stored: {error}")
         return stored
 
     @staticmethod

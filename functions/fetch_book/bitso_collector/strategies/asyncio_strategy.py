@@ -19,7 +19,14 @@ from yarl import URL
 
 from ..bitso_client import CONNECT_TIMEOUT, READ_TIMEOUT, RequestSigner, order_book_path
 from ..clock import Clock
-from ..errors import BitsoError, ConnectionFailed, MalformedReply, RequestTimeout, unexpected
+from ..errors import (
+    BitsoError,
+    ConnectionFailed,
+    MalformedReply,
+    RequestTimeout,
+    connection_cause,
+    unexpected,
+)
 from ..grid import Slot
 from ..replies import parse_order_book_reply
 from ..signing import ApiCredentials
@@ -124,7 +131,9 @@ class AsyncBitsoClient:
         except aiohttp.ClientResponseError as error:
             raise MalformedReply(f"not a valid HTTP reply: {error.message}") from None
         except (aiohttp.ClientError, OSError) as error:
-            raise ConnectionFailed(f"cannot reach {self.api_url}: {type(error).__name__}") from None
+            raise ConnectionFailed(
+                f"cannot reach {self.api_url}: {connection_cause(error)}"
+            ) from None
         if len(body) > OFFLOAD_BYTES:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(None, parse_order_book_reply, status, body)
