@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from bitso_collector.cli import main
 from bitso_collector.clock import ShiftedClock
 from bitso_testkit.fake_bitso import FakeBitso
-from bitso_testkit.processes import free_port
+from bitso_testkit.processes import REPO, free_port
 
 
 def test_collects_into_the_local_directory_from_the_next_minute(
@@ -107,3 +108,21 @@ def test_progress_is_printed_while_a_minute_runs(
     assert len(counts) >= 2  # every 0.8 s of a call that takes 3 s and its reply grace
     assert counts == sorted(counts) and counts[-1][1] <= 3
     assert lines[-1].split("Z: ", 1)[1].startswith("ok, 3 snapshots written")
+
+
+def test_make_serve_listens_on_this_machine_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOST", "0.0.0.0")  # an exported HOST does not widen it
+
+    def serve_command(*overrides: str) -> str:
+        shown = subprocess.run(
+            ["make", "--dry-run", "--no-print-directory", "serve", *overrides],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return " ".join(shown.replace("\\\n", " ").split())
+
+    assert "functions-framework --target=fetch_book" in serve_command()
+    assert "--host=127.0.0.1 --port=8080" in serve_command()
+    assert "--host=0.0.0.0 --port=9000" in serve_command("HOST=0.0.0.0", "PORT=9000")
