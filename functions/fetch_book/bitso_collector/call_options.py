@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bitso_format import BITSO_LIMIT_PER_MINUTE, parse_rfc3339
+from bitso_format import BITSO_LIMIT_PER_MINUTE, ms_to_datetime, parse_rfc3339
 
 from .config import ConfigError, validate_books
 
@@ -147,12 +147,19 @@ def parse_call(body: bytes, headers: Headers) -> CallOptions:
     raw_time = headers.get(SCHEDULE_HEADER)
     if raw_time:
         try:
-            schedule_time = parse_rfc3339(raw_time) / 1000
+            schedule_ms = parse_rfc3339(raw_time)
         except ValueError:
             raise BadRequest(
                 f"{SCHEDULE_HEADER}={raw_time!r} is not an RFC 3339 time "
                 "such as 2026-11-24T10:15:00Z"
             ) from None
+        try:
+            ms_to_datetime(schedule_ms)  # the run record must be able to name its minute
+        except OverflowError:
+            raise BadRequest(
+                f"{SCHEDULE_HEADER}={raw_time!r} is outside the years 0001 to 9999 in UTC"
+            ) from None
+        schedule_time = schedule_ms / 1000
     return CallOptions(
         books=parsed.get("books"),
         duration_seconds=parsed.get("duration_seconds"),
