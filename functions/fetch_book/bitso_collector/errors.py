@@ -88,8 +88,11 @@ def connection_cause(error: BaseException) -> str:
 
 
 def unexpected(error: Exception) -> BitsoError:
-    """A request that failed in a way no error type above covers (a bug), as a slot failure."""
-    return BitsoError(f"unexpected {type(error).__name__}: {error}")
+    """A request that failed in a way no error type above covers (a bug), as a slot failure.
+
+    Only the type is named: the message of an unknown error may quote a header, and so a key.
+    """
+    return BitsoError(f"unexpected {type(error).__name__}")
 
 
 class StorageError(Exception):
