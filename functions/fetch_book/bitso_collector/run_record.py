@@ -39,7 +39,8 @@ class RunRecord:
     facts: CallFacts | None = None
     summary: CallSummary | None = None
     cpu_ms: float | None = None
-    #: Why the call could not run at all (a misconfigured instance).
+    #: What the counts cannot say: why the call did not run (misconfigured, too late or too
+    #: early, the minute not claimable), or that its run record could not be stored.
     error: str | None = None
     #: Where the record is stored; None when it is not (not stored, or nothing to store).
     location: str | None = None

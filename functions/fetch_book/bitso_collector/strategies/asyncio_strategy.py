@@ -19,7 +19,14 @@ from yarl import URL
 
 from ..bitso_client import CONNECT_TIMEOUT, READ_TIMEOUT, RequestSigner, order_book_path
 from ..clock import Clock
-from ..errors import BitsoError, ConnectionFailed, MalformedReply, RequestTimeout
+from ..errors import (
+    BitsoError,
+    ConnectionFailed,
+    MalformedReply,
+    RequestTimeout,
+    connection_cause,
+    unexpected,
+)
 from ..grid import Slot
 from ..replies import parse_order_book_reply
 from ..signing import ApiCredentials
@@ -124,7 +131,9 @@ class AsyncBitsoClient:
         except aiohttp.ClientResponseError as error:
             raise MalformedReply(f"not a valid HTTP reply: {error.message}") from None
         except (aiohttp.ClientError, OSError) as error:
-            raise ConnectionFailed(f"cannot reach {self.api_url}: {type(error).__name__}") from None
+            raise ConnectionFailed(
+                f"cannot reach {self.api_url}: {connection_cause(error)}"
+            ) from None
         if len(body) > OFFLOAD_BYTES:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(None, parse_order_book_reply, status, body)
@@ -158,9 +167,9 @@ def run_call(main: Coroutine[Any, Any, None]) -> None:
 
 class AsyncioStrategy:
     """Starts each request on its slot from one coroutine; each reply is awaited by its own task,
-    so a slow reply never delays the next slot. A request times out just before the deadline
-    (`base.request_timeout`); whatever is still in flight at the deadline is cancelled (the
-    recorder then counts it abandoned)."""
+    so a slow reply never delays the next slot. A request times out after `max_in_flight - 1`
+    slot spacings, or just before the deadline (`base.request_timeout`); whatever is still in
+    flight at the deadline is cancelled (the recorder then counts it abandoned)."""
 
     name = "asyncio"
 
@@ -204,7 +213,7 @@ class AsyncioStrategy:
                     in_flight = {task for task in in_flight if not task.done()}
                     started = begin(job, slot, room=len(in_flight) < self.max_in_flight)
                     if started is not None:
-                        fetch = self._fetch(client, job, slot, started)
+                        fetch = self._fetch(client, job, slot, started, self.max_in_flight)
                         in_flight.add(asyncio.create_task(fetch))
                 left = job.deadline - job.clock.now()
                 if in_flight and left > 0:
@@ -215,14 +224,18 @@ class AsyncioStrategy:
                 await asyncio.gather(*in_flight, return_exceptions=True)
 
     @staticmethod
-    async def _fetch(client: AsyncBitsoClient, job: FetchJob, slot: Slot, started: float) -> None:
+    async def _fetch(
+        client: AsyncBitsoClient, job: FetchJob, slot: Slot, started: float, max_in_flight: int
+    ) -> None:
         """One request for one slot, its reply or error reported to the recorder."""
+        timeout = request_timeout(job, started, max_in_flight)
         try:
-            payload = await client.order_book(
-                slot.book, job.aggregate, timeout=request_timeout(job, started)
-            )
+            payload = await client.order_book(slot.book, job.aggregate, timeout=timeout)
         except BitsoError as error:
             job.recorder.failed(slot, error)
+            return
+        except Exception as error:  # a bug fails its slot, logged, rather than vanish in a task
+            job.recorder.failed(slot, unexpected(error))
             return
         received = job.clock.now()
         if job.aggregate:

@@ -6,17 +6,23 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 
 from ..bitso_client import BitsoClient
-from ..errors import BitsoError
+from ..errors import BitsoError, unexpected
 from ..grid import Slot
 from .base import FetchJob, begin, next_start, request_timeout
 
 
-def fetch_slot(client: BitsoClient, job: FetchJob, slot: Slot, started: float) -> None:
+def fetch_slot(
+    client: BitsoClient, job: FetchJob, slot: Slot, started: float, max_in_flight: int | None = None
+) -> None:
     """One request for one slot, its reply or error reported to the recorder."""
+    timeout = request_timeout(job, started, max_in_flight)
     try:
-        payload = client.order_book(slot.book, job.aggregate, timeout=request_timeout(job, started))
+        payload = client.order_book(slot.book, job.aggregate, timeout=timeout)
     except BitsoError as error:
         job.recorder.failed(slot, error)
+        return
+    except Exception as error:  # a bug fails its slot, logged, rather than vanish in the pool
+        job.recorder.failed(slot, unexpected(error))
         return
     job.recorder.replied(slot, started, job.clock.now(), payload)
 
@@ -45,7 +51,8 @@ class SequentialStrategy:
 
 class ThreadedStrategy:
     """Starts each request on its slot from one pacing thread; replies are waited on by a bounded
-    pool, so a slow reply never delays the next slot."""
+    pool, so a slow reply never delays the next slot, and each waits at most `max_in_flight - 1`
+    slot spacings (`base.request_timeout`), so a hung one never holds the pool."""
 
     name = "threaded"
 
@@ -65,7 +72,9 @@ class ThreadedStrategy:
                 in_flight = {future for future in in_flight if not future.done()}
                 started = begin(job, slot, room=len(in_flight) < self.max_in_flight)
                 if started is not None:
-                    in_flight.add(pool.submit(fetch_slot, self.client, job, slot, started))
+                    in_flight.add(
+                        pool.submit(fetch_slot, self.client, job, slot, started, self.max_in_flight)
+                    )
             wait_for(in_flight, timeout=max(0.0, job.deadline - job.clock.now()))
         finally:
             # Requests still in flight are abandoned: their timeouts end them shortly.
