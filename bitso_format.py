@@ -56,6 +56,10 @@ DEFAULT_COMPACTED_PREFIX = "compacted"
 STREAM_CHANNELS = ("trades", "diff-orders")
 #: Where a backfilled trade came from, in its stream line.
 REST_SOURCE = "rest"
+#: What a slot of the grid was used for, as the run record's `slot_uses` names it: an ordinary
+#: snapshot, an order-level snapshot that anchors the diffs (`aggregate=false`, stored like any
+#: snapshot), or a `GET /v3/trades/` page that fills the socket's holes (no snapshot stored).
+SLOT_USES = ("snapshot", "anchor", "trades_backfill")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SNAPSHOT_NAME = re.compile(

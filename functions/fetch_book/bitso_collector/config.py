@@ -11,12 +11,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bitso_format import STREAM_CHANNELS
+
 BOOK_PATTERN = re.compile(r"^[a-z0-9]+_[a-z0-9]+$")
 BITSO_LIMIT_PER_MINUTE = 60
 STRATEGIES = ("sequential", "threaded", "asyncio")
 COMPRESSIONS = ("none", "gzip")
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
+DEFAULT_WS_URL = "wss://ws.bitso.com"
 _SECRET_VERSION = re.compile(r"^projects/[^/]+/secrets/[^/]+/versions/[^/]+$")
 
 
@@ -39,6 +42,9 @@ class Settings:
     api_secret: str | None = None
     api_key_secret: str | None = None
     api_secret_secret: str | None = None
+    #: WebSocket channels recorded beside the snapshots, in `STREAM_CHANNELS` order (empty: none).
+    streams: tuple[str, ...] = ()
+    ws_url: str = DEFAULT_WS_URL
 
     def __repr__(self) -> str:
         """Like the dataclass repr, with the credentials masked so they never reach a log."""
@@ -108,6 +114,30 @@ def _api_url(raw: str) -> str:
     if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", value):
         raise ConfigError(
             f"BITSO_API_URL={raw!r} is not an http(s) URL; e.g. https://api.bitso.com"
+        )
+    return value
+
+
+def parse_streams(raw: str) -> tuple[str, ...]:
+    """`STREAMS`: comma-separated channels from `STREAM_CHANNELS`, no repeats; empty for none."""
+    allowed = ", ".join(STREAM_CHANNELS)
+    chosen = [part.strip().lower() for part in raw.split(",") if part.strip()]
+    for channel in chosen:
+        if channel not in STREAM_CHANNELS:
+            raise ConfigError(
+                f"STREAMS has {channel!r}, which is not a channel; allowed: {allowed} "
+                "(comma-separated), or empty to record no streams"
+            )
+    if len(set(chosen)) != len(chosen):
+        raise ConfigError(f"STREAMS={raw!r} names a channel more than once; allowed: {allowed}")
+    return tuple(channel for channel in STREAM_CHANNELS if channel in chosen)
+
+
+def _ws_url(raw: str) -> str:
+    value = raw.strip()
+    if not re.fullmatch(r"wss?://[^\s/]+(/[^\s]*)?", value):
+        raise ConfigError(
+            f"BITSO_WS_URL={raw!r} is not a ws:// or wss:// URL; e.g. {DEFAULT_WS_URL}"
         )
     return value
 
@@ -195,6 +225,8 @@ def load_settings(
         api_secret=get("BITSO_API_SECRET").strip() or None,
         api_key_secret=_secret_name("BITSO_API_KEY_SECRET", get("BITSO_API_KEY_SECRET")),
         api_secret_secret=_secret_name("BITSO_API_SECRET_SECRET", get("BITSO_API_SECRET_SECRET")),
+        streams=parse_streams(get("STREAMS")),
+        ws_url=_ws_url(get("BITSO_WS_URL", DEFAULT_WS_URL)),
     )
     if bool(settings.api_key) != bool(settings.api_secret):
         raise ConfigError("BITSO_API_KEY and BITSO_API_SECRET must be set together, or neither")
