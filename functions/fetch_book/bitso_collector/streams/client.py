@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from bitso_logs import JsonLogger
+
 from ..clock import Clock
-from ..logs import JsonLogger
 from .protocol import Kind, classify, subscribe_text
 from .state import StreamState
 from .subscriptions import Subscriptions
