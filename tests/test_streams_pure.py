@@ -7,6 +7,7 @@ import gzip
 import json
 from typing import Any
 
+import jsonschema
 import pytest
 
 from bitso_collector.config import ConfigError, load_settings
@@ -26,7 +27,9 @@ from bitso_collector.streams.protocol import Kind, classify, subscribe_text
 from bitso_collector.streams.state import StreamState
 from bitso_collector.streams.subscriptions import Subscriptions
 from bitso_collector.streams.tally import SequenceCheck, SequenceGap, uncovered_ms
+from bitso_collector.streams.writer import ObjectResult
 from bitso_format import SLOT_USES, parse_iso_millis
+from tests.support.schemas import RUN_RECORD
 
 CHANNELS = ("trades", "diff-orders")
 MINUTE_MS = 1_795_515_300_000
@@ -286,13 +289,21 @@ def test_the_state_turns_messages_into_lines_counts_and_the_record_part() -> Non
     state.connected()
     state.acknowledged("btc_mxn", "diff-orders", start + 10.5)
     state.lost(start + 59.7, None)
-    summary = state.summary((start, start + 59.7), {("btc_mxn", "diff-orders"): "d/x.ndjson.gz"})
+    results = {
+        ("btc_mxn", "diff-orders"): ObjectResult("d/x.ndjson.gz", stored=True),
+        ("btc_mxn", "trades"): ObjectResult("t/x.ndjson.gz", stored=False, reason="storage: 503"),
+    }
+    summary = state.summary((start, start + 59.7), results)
     diffs = summary.books["btc_mxn"]["diff-orders"]
     assert (diffs.messages, diffs.first_sequence, diffs.last_sequence) == (3, 10, 13)
     assert diffs.sequence_gaps == (SequenceGap(11, 13),)
     assert (diffs.reconnects, diffs.uncovered_ms, diffs.object) == (1, 700, "d/x.ndjson.gz")
     trades = summary.books["btc_mxn"]["trades"]
     assert (trades.messages, trades.reconnects, trades.uncovered_ms) == (1, 0, 300 + 49_700)
+    assert trades.object is None  # lost, and named as such
+    assert [(x.book, x.channel, x.object) for x in summary.lost] == [
+        ("btc_mxn", "trades", "t/x.ndjson.gz")
+    ]
     assert (summary.connections, summary.keepalives, summary.gaps, summary.reconnects) == (
         2,
         1,
@@ -300,6 +311,7 @@ def test_the_state_turns_messages_into_lines_counts_and_the_record_part() -> Non
         1,
     )
     body = summary.to_json()
+    jsonschema.validate(body, RUN_RECORD["$defs"]["streams"] | {"$defs": RUN_RECORD["$defs"]})
     assert body["disconnects"] == [{"at": "2026-11-24T10:15:10.000Z", "reason": "silent"}]
     assert body["books"]["btc_mxn"]["diff-orders"]["sequence_gaps"] == [{"after": 11, "next": 13}]
     lines = gzip.decompress(state.objects[("btc_mxn", "diff-orders")].finish()).splitlines()

@@ -6,6 +6,7 @@ import json
 import time
 import uuid
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 from bitso_format import (
     MINUTE_MS,
@@ -31,7 +32,11 @@ from .sinks.base import Sink
 from .snapshot_writer import SnapshotWriter, StorageOptions
 from .strategies import FetchJob, Strategy
 from .strategies.base import TIMEOUT_HEADROOM_S
+from .streams.summary import StreamsSummary
 from .summary import CallSummary, summarise
+
+if TYPE_CHECKING:
+    from .streams.call import CallStreams
 
 EARLY_TOLERANCE_S = 10.0
 #: Fetching stops this long before the minute ends (requests time out `TIMEOUT_HEADROOM_S`
@@ -89,12 +94,14 @@ def plan_call(
     return CallPlan(minute, minute_start, books, coverage, max_late, deadline, finish_by, answer_by)
 
 
-def call_status(summary: CallSummary, missed_late: int) -> CallStatus:
-    if summary.lost:
+def call_status(
+    summary: CallSummary, missed_late: int, streams: StreamsSummary | None = None
+) -> CallStatus:
+    if summary.lost or (streams is not None and streams.lost):
         return CallStatus.LOST
     if summary.throttled:
         return CallStatus.THROTTLED
-    if summary.failed or missed_late:
+    if summary.failed or missed_late or (streams is not None and streams.unacknowledged):
         return CallStatus.DEGRADED
     return CallStatus.OK
 
@@ -160,6 +167,7 @@ class Collector:
             )
             return RunRecord(run_id, arrived, arrived, CallStatus.CLAIMED, facts)
 
+        streams = self._open_streams(plan, minute_ms, log)
         storage = StorageOptions(prefix, self.settings.compression, self.settings.aggregate)
         ledger = SlotLedger()
         writer = SnapshotWriter(
@@ -172,12 +180,24 @@ class Collector:
             max_late=plan.max_late,
             deadline=plan.deadline,
             aggregate=self.settings.aggregate,
-            recorder=CallRecorder(ledger, writer, storage, log),
+            recorder=CallRecorder(
+                ledger, writer, storage, log, streams.state if streams is not None else None
+            ),
             timeout_headroom=TIMEOUT_HEADROOM_S * self.period_ms / MINUTE_MS,
         )
-        self.strategy.run(job)
+        try:
+            self.strategy.run(job)
+        finally:
+            if streams is not None:
+                streams.close()
         ledger.close_fetching()
+        if streams is not None:
+            streams.store(plan.finish_by)
         writer.finish(plan.finish_by)
+        stream_part = None
+        if streams is not None:
+            first = plan.coverage.planned[0].at if plan.coverage.planned else plan.deadline
+            stream_part = streams.summary((min(first, plan.deadline), plan.deadline))
         summary = summarise(ledger.view())
         # A call that asked for a window of seconds did not ask for the slots before it.
         missed = len(plan.coverage.missed_late) if options.duration_seconds is None else 0
@@ -185,14 +205,36 @@ class Collector:
             run_id,
             arrived,
             self.clock.now(),
-            call_status(summary, missed),
+            call_status(summary, missed, stream_part),
             facts,
             summary,
+            stream_part,
             cpu_ms=round((time.process_time() - cpu_start) * 1000, 1),
         )
         record = self._store(record, minute_ms, plan, log)
         self._log_summary(record, summary, log)
         return record
+
+    def _open_streams(self, plan: CallPlan, minute_ms: int, log: JsonLogger) -> CallStreams | None:
+        """With `STREAMS` set, the call's socket, connecting from now until fetching stops."""
+        if not self.settings.streams:
+            return None
+        # Imported here so aiohttp is loaded only when streams are on (fast cold start).
+        from .streams.call import CallStreams  # noqa: PLC0415
+
+        streams = CallStreams(
+            self.settings.ws_url,
+            plan.books,
+            self.settings.streams,
+            minute_ms,
+            self.sink,
+            self.settings.object_prefix,
+            self.clock,
+            log,
+            scale=self.period_ms / MINUTE_MS,
+        )
+        streams.open(plan.deadline)
+        return streams
 
     def _store(
         self, record: RunRecord, minute_ms: int, plan: CallPlan, log: JsonLogger
@@ -210,6 +252,17 @@ class Collector:
 
     @staticmethod
     def _log_summary(record: RunRecord, summary: CallSummary, log: JsonLogger) -> None:
+        streams = record.streams
+        stream_counts: dict[str, Any] = {}
+        if streams is not None:
+            stream_counts = {
+                "stream_messages": streams.messages,
+                "stream_gaps": streams.gaps,
+                "stream_reconnects": streams.reconnects,
+                "backfilled_trades": streams.backfilled,
+                "streams_lost": len(streams.lost),
+                "streams_unacknowledged": len(streams.unacknowledged),
+            }
         status = record.status
         facts = record.facts
         assert facts is not None  # a call that ran had a plan
@@ -229,4 +282,5 @@ class Collector:
             lost=len(summary.lost),
             lateness_ms=asdict(summary.lateness_ms),
             duration_ms=round((record.finished_at - record.started_at) * 1000, 1),
+            **stream_counts,
         )

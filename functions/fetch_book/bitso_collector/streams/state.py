@@ -13,8 +13,9 @@ from .backfill import BackfillPage
 from .objects import StreamObject
 from .planner import PlannedUse, SlotPlanner
 from .protocol import DIFF_ORDERS, Kind, Received
-from .summary import ChannelSummary, Disconnect, StreamsSummary
+from .summary import ChannelSummary, Disconnect, LostObject, StreamsSummary
 from .tally import ChannelTally, uncovered_ms
+from .writer import ObjectResult
 
 
 class StreamState:
@@ -110,21 +111,33 @@ class StreamState:
             self._planner.backfilled(planned, page)
 
     # -- the end of the call ----------------------------------------------------------------
+    def to_store(self) -> dict[tuple[str, str], StreamObject]:
+        """The objects to store: every (book, channel) that was subscribed or holds lines."""
+        with self._lock:
+            keys = [k for k, tally in self._tallies.items() if tally.acks or tally.backfilled]
+        return {k: self.objects[k] for k in self.objects if k in keys or self.objects[k].lines}
+
     def summary(
-        self, window: tuple[float, float], stored: Mapping[tuple[str, str], str | None]
+        self, window: tuple[float, float], results: Mapping[tuple[str, str], ObjectResult]
     ) -> StreamsSummary:
         """The record's part: coverage measured over `window` (the first slot to the fetch
-        deadline), `stored` naming each object written (None: not stored)."""
+        deadline), `results` saying what became of each object stored."""
         start, end = window
         with self._lock:
             books = {
                 book: {
-                    channel: self._channel(self._tallies[(book, channel)], start, end, name)
+                    channel: self._channel(
+                        self._tallies[(book, channel)], start, end, results.get((book, channel))
+                    )
                     for channel in self.channels
-                    for name in [stored.get((book, channel))]
                 }
                 for book in self.books
             }
+            lost = tuple(
+                LostObject(book, channel, result.name, result.reason)
+                for (book, channel), result in results.items()
+                if not result.stored
+            )
             return StreamsSummary(
                 channels=self.channels,
                 connections=self._connections,
@@ -134,10 +147,13 @@ class StreamState:
                 disconnects=tuple(self._disconnects),
                 unacknowledged=tuple(self._unacknowledged),
                 books=books,
+                lost=lost,
             )
 
     @staticmethod
-    def _channel(tally: ChannelTally, start: float, end: float, name: str | None) -> ChannelSummary:
+    def _channel(
+        tally: ChannelTally, start: float, end: float, result: ObjectResult | None
+    ) -> ChannelSummary:
         return ChannelSummary(
             messages=tally.messages,
             first_sequence=tally.sequence.first,
@@ -146,5 +162,5 @@ class StreamState:
             reconnects=tally.reconnects,
             uncovered_ms=uncovered_ms(tally.coverage(end), start, end),
             backfilled=tally.backfilled,
-            object=name,
+            object=result.name if result is not None and result.stored else None,
         )

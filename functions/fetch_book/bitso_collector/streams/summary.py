@@ -49,6 +49,24 @@ class Disconnect:
 
 
 @dataclass(frozen=True, slots=True)
+class LostObject:
+    """A stream object that could not be stored (the call answers 500, as for a snapshot)."""
+
+    book: str
+    channel: str
+    object: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "book": self.book,
+            "channel": self.channel,
+            "object": self.object,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class StreamsSummary:
     channels: tuple[str, ...]
     #: Connections opened (the first included), and attempts that did not open.
@@ -61,6 +79,7 @@ class StreamsSummary:
     #: Subscriptions Bitso never acknowledged (e.g. a book it does not know), or refused.
     unacknowledged: tuple[tuple[str, str], ...]
     books: dict[str, dict[str, ChannelSummary]]
+    lost: tuple[LostObject, ...] = ()
 
     @property
     def messages(self) -> int:
@@ -93,4 +112,5 @@ class StreamsSummary:
                 book: {channel: c.to_json() for channel, c in channels.items()}
                 for book, channels in self.books.items()
             },
+            "lost": [lost.to_json() for lost in self.lost],
         }
