@@ -389,8 +389,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ws-port", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--latency", default="none", help="REST latency profile or seconds")
+    parser.add_argument(
+        "--shift", type=float, default=0.0, help="seconds added to the clock that stamps messages"
+    )
     args = parser.parse_args(argv)
-    exchange = Exchange(args.books.split(","), args.seed, start_ms=int(time.time() * 1000))
+    shift = args.shift
+    exchange = Exchange(
+        args.books.split(","), args.seed, start_ms=int((time.time() + shift) * 1000)
+    )
     latency: str | float = args.latency
     with contextlib.suppress(ValueError):
         latency = float(args.latency)
@@ -399,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         exchange,
         rate=args.rate,
         keepalive_s=args.keepalive,
+        clock=lambda: time.time() + shift,
         port=args.ws_port,
         log_sent=False,
     )

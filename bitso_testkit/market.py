@@ -42,6 +42,9 @@ BOOKS: dict[str, tuple[str, int, int]] = {
     "eth_btc": ("0.03600000", 8, 8),
     "btc_usd": ("95000.00", 2, 8),
     "usd_mxn": ("18.50", 2, 2),
+    "ltc_mxn": ("1500.00", 2, 8),
+    "bch_mxn": ("7200.00", 2, 8),
+    "sol_mxn": ("3400.00", 2, 8),
 }
 #: Levels a side in an aggregated book (Bitso's `aggregate=true`).
 AGGREGATED_LEVELS = 50

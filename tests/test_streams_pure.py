@@ -268,8 +268,8 @@ def test_an_object_is_gzipped_ndjson_in_the_order_added() -> None:
     text = gzip.decompress(data).decode()
     assert text.endswith("\n") and [json.loads(x) for x in text.splitlines()] == lines
     assert stored.lines == 5 and stored.raw_bytes == len(text.encode())
-    with pytest.raises(RuntimeError, match="finished"):
-        stored.add(lines[0])
+    assert stored.add(lines[0]) is False  # too late: the object is finished
+    assert stored.finish() == data and stored.lines == 5
 
 
 def test_the_state_turns_messages_into_lines_counts_and_the_record_part() -> None:

@@ -187,9 +187,12 @@ class Collector:
         )
         try:
             self.strategy.run(job)
-        finally:
+        except BaseException:
             if streams is not None:
-                streams.close()
+                streams.abort()
+            raise
+        if streams is not None:
+            streams.close()
         ledger.close_fetching()
         if streams is not None:
             streams.store(plan.finish_by)

@@ -19,6 +19,9 @@ from .state import StreamState
 from .summary import StreamsSummary
 from .writer import StreamWriter
 
+#: How long past its deadline the socket may take to close before it is stopped.
+CLOSE_GRACE_S = 0.1
+
 
 class CallStreams:
     """`scale` shrinks the socket's timeouts with a compressed minute (tests, benchmarks), as
@@ -48,14 +51,25 @@ class CallStreams:
         )
         self._socket = StreamSocket(options, self.state, clock, log)
         self._writer = StreamWriter(sink, prefix, minute_ms, clock, log)
+        self._clock = clock
+        self._stop_at = 0.0
 
     def open(self, stop_at: float) -> None:
-        """Connect and subscribe in the background; the socket closes by itself at `stop_at`."""
+        """Connect and subscribe in the background; the socket closes by itself at `stop_at`
+        (the fetch deadline), even when the last slot's reply came in earlier, so the hole
+        between this call and the next stays within the next call's trades backfill."""
+        self._stop_at = stop_at
         self._socket.start(stop_at)
 
     def close(self) -> None:
-        """Close the socket now (fetching has stopped)."""
+        """Wait for the socket to close at the fetch deadline; nothing is added after."""
+        self._socket.join(max(0.0, self._stop_at - self._clock.now()) + CLOSE_GRACE_S)
+        self.state.close()
+
+    def abort(self) -> None:
+        """Close the socket now (the call is failing)."""
         self._socket.stop()
+        self.state.close()
 
     def store(self, finish_by: float) -> None:
         """Begin storing the minute's objects (each on its own thread), given up at `finish_by`."""

@@ -31,7 +31,9 @@ FIRST_BACKOFF_S = 0.25
 ACK_TIMEOUT_S = 2.0
 CONNECT_TIMEOUT_S = 5.0
 #: How long closing a connection may take at the end (the close handshake).
-CLOSE_TIMEOUT_S = 0.5
+CLOSE_TIMEOUT_S = 0.1
+#: How long `stop` waits for the socket's thread to end.
+STOP_WAIT_S = 0.2
 #: The shortest wait for a frame (a zero timeout would not even look at what is buffered).
 MIN_WAIT_S = 0.001
 
@@ -82,7 +84,15 @@ class StreamSocket:
         self._thread.start()
         self._ready.wait(timeout=5)
 
-    def stop(self, timeout: float = 2.0) -> None:
+    def join(self, timeout: float) -> None:
+        """Wait (at most `timeout`) for the socket to close by itself at its `stop_at`, then
+        stop it (waiting at most `STOP_WAIT_S` more)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._thread is not None and self._thread.is_alive():
+            self.stop(STOP_WAIT_S)
+
+    def stop(self, timeout: float = STOP_WAIT_S) -> None:
         """Close the connection now (if still open) and wait for the thread, at most `timeout`."""
         loop, task = self._loop, self._task
         if loop is not None and task is not None and not loop.is_closed():

@@ -24,17 +24,19 @@ class StreamObject:
         self.lines = 0
         self.raw_bytes = 0
 
-    def add(self, line: dict[str, Any]) -> None:
-        """Append one line (a `bitso_format.stream_line` or `backfill_line`)."""
+    def add(self, line: dict[str, Any]) -> bool:
+        """Append one line (a `bitso_format.stream_line` or `backfill_line`); False when the
+        object is finished already (a message that arrived after the minute's recording)."""
         data = (json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
         with self._lock:
             if self._data is not None:
-                raise RuntimeError("the object is finished; nothing more can be added")
+                return False
             chunk = self._zip.compress(data)
             if chunk:
                 self._chunks.append(chunk)
             self.lines += 1
             self.raw_bytes += len(data)
+            return True
 
     def finish(self) -> bytes:
         """The object's bytes (gzip, NDJSON inside); later calls give the same bytes."""

@@ -33,6 +33,11 @@ class StreamState:
         self._ignored = 0
         self._disconnects: list[Disconnect] = []
         self._unacknowledged: dict[tuple[str, str], None] = {}
+        #: Set when the call stops recording: a message still arriving is dropped, not stored.
+        self._closed = threading.Event()
+
+    def close(self) -> None:
+        self._closed.set()
 
     # -- the socket thread ------------------------------------------------------------------
     def connected(self) -> None:
@@ -70,12 +75,15 @@ class StreamState:
             with self._lock:
                 self._keepalives += 1
             return
+        if self._closed.is_set():
+            return
         key = (item.book or "", item.channel or "")
         if item.kind is not Kind.DATA or key not in self.objects:
             with self._lock:
                 self._ignored += 1
             return
-        self.objects[key].add(stream_line(seconds_to_ms(at), item.message))
+        if not self.objects[key].add(stream_line(seconds_to_ms(at), item.message)):
+            return
         book = key[0]
         with self._lock:
             tally = self._tallies[key]
@@ -101,13 +109,13 @@ class StreamState:
 
     def backfilled(self, planned: PlannedUse, page: BackfillPage | None, at: float) -> None:
         """A backfill's outcome; the trades it chose are stored as received at `at`."""
-        if page is not None and page.chosen:
+        added = 0
+        if page is not None:
             stored = self.objects[(planned.book, "trades")]
             for trade in page.chosen:
-                stored.add(backfill_line(seconds_to_ms(at), trade.entry))
+                added += stored.add(backfill_line(seconds_to_ms(at), trade.entry))
         with self._lock:
-            if page is not None:
-                self._tallies[(planned.book, "trades")].backfilled += len(page.chosen)
+            self._tallies[(planned.book, "trades")].backfilled += added
             self._planner.backfilled(planned, page)
 
     # -- the end of the call ----------------------------------------------------------------
