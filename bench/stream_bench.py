@@ -114,6 +114,8 @@ class Row:
     slots_planned: int
     throttled: int
     lateness_ms: list[float]
+    #: The run record's own p99 (request start minus slot time, on the collector's clock).
+    collector_p99_ms: float
     cpu_s: float
     peak_mb: float
     stream_bytes: int
@@ -121,7 +123,9 @@ class Row:
 
     @property
     def rate(self) -> float:
-        return self.stored / (60 - FETCH_MARGIN_S)
+        """Messages stored a second while the market ran (the socket's minute, less the quiet
+        end)."""
+        return self.stored / (60 - FETCH_MARGIN_S - QUIET_S)
 
     @property
     def lost(self) -> int:
@@ -152,7 +156,7 @@ class Row:
                 f"{self.requests_sent} of {self.slots_planned} slots started, "
                 f"{self.throttled} throttled"
             )
-        if not self.p99 < TARGET_P99_MS:
+        if not max(self.p99, self.collector_p99_ms) < TARGET_P99_MS:
             missed.append(f"p99 lateness {self.p99:.1f} ms >= {TARGET_P99_MS:.0f}")
         if self.peak_mb >= TARGET_PEAK_MB:
             missed.append(f"peak {self.peak_mb:.0f} MB >= {TARGET_PEAK_MB:.0f}")
@@ -241,6 +245,7 @@ def run_row(offered: float, books: tuple[str, ...], per_change: float) -> Row:
         slots_planned=record["slots_planned"],
         throttled=sum(entry["status"] in (420, 429) for entry in entries),
         lateness_ms=lateness(entries, shift, books),
+        collector_p99_ms=record["lateness_ms"]["p99"],
         cpu_s=result["cpu_s"],
         peak_mb=result["peak_mb"],
         stream_bytes=result["stream_bytes"],
@@ -251,15 +256,17 @@ def run_row(offered: float, books: tuple[str, ...], per_change: float) -> Row:
 def table(rows: list[Row]) -> str:
     lines = [
         "| books | offered msg/s | stored msg/s | lost | gaps | reconnects | REST starts / slots "
-        "| throttled | lateness p50 / p99 (ms) | CPU s / 100k msgs | CPU of one core "
+        "| throttled | lateness p50 / p99 at the fake (ms) | p99 at the collector (ms) "
+        "| CPU s / 100k msgs | CPU of one core "
         "| peak memory (MB) | stream objects (gzip) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
             f"| {row.books} | {row.offered:,.0f} | {row.rate:,.0f} | {row.lost} | {row.gaps} "
             f"| {row.reconnects} | {row.requests_sent} / {row.slots_planned} | {row.throttled} "
-            f"| {row.p50:.1f} / {row.p99:.1f} | {row.cpu_s / row.stored * 100_000:.1f} "
+            f"| {row.p50:.1f} / {row.p99:.1f} | {row.collector_p99_ms:.1f} "
+            f"| {row.cpu_s / row.stored * 100_000:.1f} "
             f"| {row.cpu_s / 60:.0%} | {row.peak_mb:.0f} | {row.stream_bytes / 1e6:.1f} MB |"
         )
     return "\n".join(lines)

@@ -139,12 +139,13 @@ def main(argv: list[str] | None = None) -> int:
             )
 
         snapshots = [item for item in items if item["name"][:1].isdigit()]
-        if snapshots:
-            first = snapshots[0]
+        for first in snapshots:
             data = gcs.read_object(BUCKET, first["name"])
             if first.get("contentEncoding") == "gzip":
                 data = gzip.decompress(data)
             snapshot = json.loads(data)
+            if not snapshot["aggregate"]:
+                continue  # an anchor: every order, not levels
             say(
                 f"  e.g. {first['name'].rsplit('/', 1)[-1]}: sequence {snapshot['sequence']}, "
                 f"best bid {snapshot['bids'][0]['price']}, "
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{len(snapshot['bids'])}+{len(snapshot['asks'])} levels, "
                 f"{snapshot['latency_ms']:.0f} ms round trip"
             )
+            break
 
         show_streams(gcs, record)
 

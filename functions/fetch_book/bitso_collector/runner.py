@@ -125,6 +125,13 @@ class Collector:
         self.log = log
         self.period_ms = period_ms
         self.pacer = Pacer(settings.requests_per_minute, period_ms / 1000)
+        self._streams_type: type[CallStreams] | None = None
+        if settings.streams:
+            # Imported with the instance, not in a call (aiohttp takes ~0.1 s to import, which
+            # would make a minute's first slot late), and only when streams are on.
+            from .streams.call import CallStreams  # noqa: PLC0415
+
+            self._streams_type = CallStreams
 
     def run(self, options: CallOptions) -> RunRecord:
         """The run record of one call (stored, unless the minute was claimed already)."""
@@ -220,12 +227,9 @@ class Collector:
 
     def _open_streams(self, plan: CallPlan, minute_ms: int, log: JsonLogger) -> CallStreams | None:
         """With `STREAMS` set, the call's socket, connecting from now until fetching stops."""
-        if not self.settings.streams:
+        if self._streams_type is None:
             return None
-        # Imported here so aiohttp is loaded only when streams are on (fast cold start).
-        from .streams.call import CallStreams  # noqa: PLC0415
-
-        streams = CallStreams(
+        streams = self._streams_type(
             self.settings.ws_url,
             plan.books,
             self.settings.streams,
