@@ -97,19 +97,20 @@ def seconds_to_ms(epoch_seconds: float) -> int:
     return int(epoch_seconds * 1000 + 1e-6)
 
 
+# `isoformat`, unlike `%Y`, writes years before 1000 with four digits (`0001-01-01T...`).
 def iso_millis(ms: int) -> str:
     """`2026-11-24T10:15:07.118Z`: snapshots' and stream lines' stamps."""
-    return f"{ms_to_datetime(ms - ms % 1000):%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+    return ms_to_datetime(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def iso_minute(ms: int) -> str:
     """`2026-11-24T10:15:00Z`: the minute that holds `ms`, as run records name it."""
-    return f"{ms_to_datetime(ms - ms % MINUTE_MS):%Y-%m-%dT%H:%M}:00Z"
+    return ms_to_datetime(ms - ms % MINUTE_MS).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def iso_hour(ms: int) -> str:
     """`2026-11-24T10`: the hour that holds `ms`, as compaction names it."""
-    return f"{ms_to_datetime(ms - ms % HOUR_MS):%Y-%m-%dT%H}"
+    return ms_to_datetime(ms - ms % HOUR_MS).isoformat(timespec="hours")[:13]
 
 
 def parse_iso_millis(text: str) -> int:

@@ -69,3 +69,11 @@ def test_a_new_file_is_created_whole_and_never_overwritten(tmp_path: Path) -> No
     assert fmt.write_new_file(path, b"second") is False
     assert path.read_bytes() == b"first"
     assert [p.name for p in path.parent.iterdir()] == ["b.json"]  # no temp file left
+
+
+def test_stamps_of_early_years_keep_four_digits() -> None:
+    """`%Y` writes year 1 as `1`; a run record of a minute that is long over must still match."""
+    year_one = fmt.parse_rfc3339("0001-01-01T00:00:59.5Z")
+    assert fmt.iso_minute(year_one) == "0001-01-01T00:00:00Z"
+    assert fmt.iso_millis(year_one) == "0001-01-01T00:00:59.500Z"
+    assert fmt.iso_hour(year_one) == "0001-01-01T00"

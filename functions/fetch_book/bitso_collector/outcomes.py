@@ -52,3 +52,7 @@ class CallStatus(StrEnum):
     LOST = "lost"
     CLAIMED = "claimed"
     MISCONFIGURED = "misconfigured"
+    #: The call's minute has no slot left that could still start (nothing claimed or requested).
+    TOO_LATE = "too_late"
+    #: The call names a minute too far ahead of this server's clock (nothing claimed or requested).
+    TOO_EARLY = "too_early"

@@ -42,7 +42,8 @@ class RunRecord:
     #: The WebSocket part, when the call recorded streams (`STREAMS`).
     streams: StreamsSummary | None = None
     cpu_ms: float | None = None
-    #: Why the call could not run at all (a misconfigured instance).
+    #: What the counts cannot say: why the call did not run (misconfigured, too late or too
+    #: early, the minute not claimable), or that its run record could not be stored.
     error: str | None = None
     #: Where the record is stored; None when it is not (not stored, or nothing to store).
     location: str | None = None

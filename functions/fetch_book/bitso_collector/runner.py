@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from bitso_format import (
@@ -18,7 +18,7 @@ from bitso_format import (
 )
 from bitso_logs import JsonLogger, trace_fields
 
-from .call_options import SCHEDULE_HEADER, BadRequest, CallOptions
+from .call_options import SCHEDULE_HEADER, CallOptions
 from .clock import Clock
 from .config import Settings
 from .errors import StorageError
@@ -54,6 +54,14 @@ REPLY_GRACE_S = 3.0
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """Why a call can serve none of its minute: it claims nothing and requests nothing."""
+
+    status: CallStatus
+    reason: str
+
+
+@dataclass(frozen=True)
 class CallPlan:
     minute: int
     minute_start: float
@@ -63,6 +71,7 @@ class CallPlan:
     deadline: float
     finish_by: float
     answer_by: float
+    refused: Refusal | None = None
 
 
 def plan_call(
@@ -73,11 +82,6 @@ def plan_call(
     anchor = options.schedule_time if options.schedule_time is not None else now
     minute = minute_of(anchor, period_ms)
     minute_start = minute * period
-    if minute_start - now > EARLY_TOLERANCE_S:
-        raise BadRequest(
-            f"{SCHEDULE_HEADER} names a minute {minute_start - now:.0f} s ahead of this "
-            f"server's clock; at most {EARLY_TOLERANCE_S:.0f} s ahead is allowed"
-        )
     rpm = settings.requests_per_minute
     books = options.books or settings.books
     max_late = slot_spacing(rpm, period_ms) / 2
@@ -91,7 +95,40 @@ def plan_call(
     coverage = slots_ahead(minute, now, rpm, books, max_late, until, period_ms)
     finish_by = min(minute_end - FINISH_MARGIN_S * scale, deadline + REPLY_GRACE_S)
     answer_by = min(minute_end - ANSWER_MARGIN_S * scale, finish_by + REPLY_GRACE_S)
-    return CallPlan(minute, minute_start, books, coverage, max_late, deadline, finish_by, answer_by)
+    return CallPlan(
+        minute,
+        minute_start,
+        books,
+        coverage,
+        max_late,
+        deadline,
+        finish_by,
+        answer_by,
+        _refusal(minute_start, coverage, max_late, now),
+    )
+
+
+def _refusal(
+    minute_start: float, coverage: Coverage, max_late: float, now: float
+) -> Refusal | None:
+    """A minute too far ahead, or one whose every slot is past the latest it could start (a
+    minute that is over, or all but over), cannot be served: say so rather than claim it."""
+    minute = iso_minute(seconds_to_ms(minute_start))
+    ahead = minute_start - now
+    if ahead > EARLY_TOLERANCE_S:
+        return Refusal(
+            CallStatus.TOO_EARLY,
+            f"{SCHEDULE_HEADER} names the minute {minute}, {ahead:.0f} s ahead of this "
+            f"server's clock; at most {EARLY_TOLERANCE_S:.0f} s ahead is allowed",
+        )
+    if coverage.missed_late and not coverage.planned and not coverage.outside_window:
+        past = now - (coverage.missed_late[-1].at + max_late)
+        return Refusal(
+            CallStatus.TOO_LATE,
+            f"the minute {minute} is over for this call: its last slot could start no later "
+            f"than {past:.1f} s before the call arrived",
+        )
+    return None
 
 
 def call_status(
@@ -157,22 +194,41 @@ class Collector:
             slots_missed_late=len(plan.coverage.missed_late),
             slots_outside_window=len(plan.coverage.outside_window),
         )
+        if plan.refused is not None:
+            return self._not_run(
+                RunRecord(
+                    run_id, arrived, arrived, plan.refused.status, facts, error=plan.refused.reason
+                ),
+                f"{plan.refused.reason}; nothing claimed or requested",
+                log,
+            )
         prefix = self.settings.object_prefix
         claim = json.dumps(
             {"run_id": run_id, "claimed_at": iso_millis(seconds_to_ms(arrived))}
         ).encode()
         # A claim that lands after fetching would have stopped is of no use to this call.
-        if not self.sink.create(claim_name(prefix, minute_ms), claim, deadline=plan.deadline):
-            log.warning(
-                "minute already claimed by another call; nothing requested",
-                event="run_summary",
-                status=str(CallStatus.CLAIMED),
-                written=0,
-                failed=0,
-                throttled=0,
-                lost=0,
+        try:
+            claimed = self.sink.create(claim_name(prefix, minute_ms), claim, deadline=plan.deadline)
+        except StorageError as error:
+            reason = f"cannot claim the minute: {error}"
+            cpu_ms = round((time.process_time() - cpu_start) * 1000, 1)
+            unclaimed = RunRecord(
+                run_id,
+                arrived,
+                self.clock.now(),
+                CallStatus.LOST,
+                facts,
+                CallSummary(),
+                cpu_ms=cpu_ms,
+                error=reason,
             )
-            return RunRecord(run_id, arrived, arrived, CallStatus.CLAIMED, facts)
+            return self._not_run(unclaimed, f"{reason}; nothing requested", log, "ERROR")
+        if not claimed:
+            return self._not_run(
+                RunRecord(run_id, arrived, arrived, CallStatus.CLAIMED, facts),
+                "minute already claimed by another call; nothing requested",
+                log,
+            )
 
         streams = self._open_streams(plan, minute_ms, log)
         storage = StorageOptions(prefix, self.settings.compression, self.settings.aggregate)
@@ -190,6 +246,7 @@ class Collector:
             recorder=CallRecorder(
                 ledger, writer, storage, log, streams.state if streams is not None else None
             ),
+            slot_spacing=slot_spacing(self.settings.requests_per_minute, self.period_ms),
             timeout_headroom=TIMEOUT_HEADROOM_S * self.period_ms / MINUTE_MS,
         )
         try:
@@ -243,6 +300,23 @@ class Collector:
         streams.open(plan.deadline)
         return streams
 
+    @staticmethod
+    def _not_run(
+        record: RunRecord, message: str, log: JsonLogger, severity: str = "WARNING"
+    ) -> RunRecord:
+        """The record of a call that requested nothing, logged as its summary."""
+        log.log(
+            severity,
+            message,
+            event="run_summary",
+            status=str(record.status),
+            written=0,
+            failed=0,
+            throttled=0,
+            lost=0,
+        )
+        return record
+
     def _store(
         self, record: RunRecord, minute_ms: int, plan: CallPlan, log: JsonLogger
     ) -> RunRecord:
@@ -254,7 +328,8 @@ class Collector:
             self.sink.create(key, data, deadline=plan.answer_by)
         except StorageError as error:
             log.error("run record not stored", key=key, reason=str(error))
-            return record
+            # The archive is missing an object: as lost as a snapshot that was not stored.
+            return replace(record, status=CallStatus.LOST, error=f"run record not stored: {error}")
         return stored
 
     @staticmethod

@@ -19,7 +19,14 @@ from yarl import URL
 
 from ..bitso_client import CONNECT_TIMEOUT, READ_TIMEOUT, RequestSigner, order_book_path
 from ..clock import Clock
-from ..errors import BitsoError, ConnectionFailed, MalformedReply, RequestTimeout
+from ..errors import (
+    BitsoError,
+    ConnectionFailed,
+    MalformedReply,
+    RequestTimeout,
+    connection_cause,
+    unexpected,
+)
 from ..grid import Slot
 from ..recorder import SlotStart
 from ..replies import parse_order_book_reply
@@ -139,7 +146,9 @@ class AsyncBitsoClient:
         except aiohttp.ClientResponseError as error:
             raise MalformedReply(f"not a valid HTTP reply: {error.message}") from None
         except (aiohttp.ClientError, OSError) as error:
-            raise ConnectionFailed(f"cannot reach {self.api_url}: {type(error).__name__}") from None
+            raise ConnectionFailed(
+                f"cannot reach {self.api_url}: {connection_cause(error)}"
+            ) from None
         return status, body
 
 
@@ -170,9 +179,9 @@ def run_call(main: Coroutine[Any, Any, None]) -> None:
 
 class AsyncioStrategy:
     """Starts each request on its slot from one coroutine; each reply is awaited by its own task,
-    so a slow reply never delays the next slot. A request times out just before the deadline
-    (`base.request_timeout`); whatever is still in flight at the deadline is cancelled (the
-    recorder then counts it abandoned)."""
+    so a slow reply never delays the next slot. A request times out after `max_in_flight - 1`
+    slot spacings, or just before the deadline (`base.request_timeout`); whatever is still in
+    flight at the deadline is cancelled (the recorder then counts it abandoned)."""
 
     name = "asyncio"
 
@@ -216,7 +225,7 @@ class AsyncioStrategy:
                     in_flight = {task for task in in_flight if not task.done()}
                     start = begin(job, slot, room=len(in_flight) < self.max_in_flight)
                     if start is not None:
-                        fetch = self._fetch(client, job, slot, start)
+                        fetch = self._fetch(client, job, slot, start, self.max_in_flight)
                         in_flight.add(asyncio.create_task(fetch))
                 left = job.deadline - job.clock.now()
                 if in_flight and left > 0:
@@ -227,9 +236,11 @@ class AsyncioStrategy:
                 await asyncio.gather(*in_flight, return_exceptions=True)
 
     @staticmethod
-    async def _fetch(client: AsyncBitsoClient, job: FetchJob, slot: Slot, start: SlotStart) -> None:
+    async def _fetch(
+        client: AsyncBitsoClient, job: FetchJob, slot: Slot, start: SlotStart, max_in_flight: int
+    ) -> None:
         """One request for one slot (an order book or a trades page), reported to the recorder."""
-        timeout = request_timeout(job, start.at)
+        timeout = request_timeout(job, start.at, max_in_flight)
         try:
             if start.backfill:
                 trades = await client.trades(slot.book, start.use.marker, timeout=timeout)
@@ -238,6 +249,9 @@ class AsyncioStrategy:
             payload = await client.order_book(slot.book, start.aggregate, timeout=timeout)
         except BitsoError as error:
             job.recorder.failed(slot, error, start)
+            return
+        except Exception as error:  # a bug fails its slot, logged, rather than vanish in a task
+            job.recorder.failed(slot, unexpected(error), start)
             return
         received = job.clock.now()
         if start.aggregate:

@@ -29,6 +29,8 @@ class FetchJob:
     deadline: float
     aggregate: bool
     recorder: CallRecorder
+    #: Seconds between consecutive slots (a request's reply timeout is counted in them).
+    slot_spacing: float
     #: `TIMEOUT_HEADROOM_S`, scaled by the runner like its other margins when a "minute" is
     #: compressed (`Collector(period_ms=...)`).
     timeout_headroom: float = TIMEOUT_HEADROOM_S
@@ -73,6 +75,16 @@ def begin(job: FetchJob, slot: Slot, room: bool = True) -> SlotStart | None:
     return job.recorder.start(slot, started)
 
 
-def request_timeout(job: FetchJob, started: float) -> float:
-    """Seconds a request started at `started` may wait for its reply."""
-    return job.deadline - started - job.timeout_headroom
+def request_timeout(job: FetchJob, started: float, max_in_flight: int | None = None) -> float:
+    """Seconds a request started at `started` may wait for its reply: never past the deadline.
+
+    A strategy that keeps up to `max_in_flight` requests open also gives each at most
+    `max_in_flight - 1` slot spacings (7.1 s at 59 a minute with 8): by the time a slot starts,
+    the request started `max_in_flight` slots before it has ended, so hung replies can never
+    fill the in-flight limit and each costs only its own slot. (The client's own read timeout
+    bounds a request of the one-at-a-time `sequential`.)
+    """
+    left = job.deadline - started - job.timeout_headroom
+    if max_in_flight is None:
+        return left
+    return min(left, (max_in_flight - 1) * job.slot_spacing)

@@ -6,15 +6,21 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 
 from ..bitso_client import BitsoClient
-from ..errors import BitsoError
+from ..errors import BitsoError, unexpected
 from ..grid import Slot
 from ..recorder import SlotStart
 from .base import FetchJob, begin, next_start, request_timeout
 
 
-def fetch_slot(client: BitsoClient, job: FetchJob, slot: Slot, start: SlotStart) -> None:
+def fetch_slot(
+    client: BitsoClient,
+    job: FetchJob,
+    slot: Slot,
+    start: SlotStart,
+    max_in_flight: int | None = None,
+) -> None:
     """One request for one slot (an order book or a trades page), reported to the recorder."""
-    timeout = request_timeout(job, start.at)
+    timeout = request_timeout(job, start.at, max_in_flight)
     try:
         if start.backfill:
             trades = client.trades(slot.book, start.use.marker, timeout=timeout)
@@ -23,6 +29,9 @@ def fetch_slot(client: BitsoClient, job: FetchJob, slot: Slot, start: SlotStart)
         payload = client.order_book(slot.book, start.aggregate, timeout=timeout)
     except BitsoError as error:
         job.recorder.failed(slot, error, start)
+        return
+    except Exception as error:  # a bug fails its slot, logged, rather than vanish in the pool
+        job.recorder.failed(slot, unexpected(error), start)
         return
     job.recorder.replied(slot, start, job.clock.now(), payload)
 
@@ -51,7 +60,8 @@ class SequentialStrategy:
 
 class ThreadedStrategy:
     """Starts each request on its slot from one pacing thread; replies are waited on by a bounded
-    pool, so a slow reply never delays the next slot."""
+    pool, so a slow reply never delays the next slot, and each waits at most `max_in_flight - 1`
+    slot spacings (`base.request_timeout`), so a hung one never holds the pool."""
 
     name = "threaded"
 
@@ -71,7 +81,9 @@ class ThreadedStrategy:
                 in_flight = {future for future in in_flight if not future.done()}
                 start = begin(job, slot, room=len(in_flight) < self.max_in_flight)
                 if start is not None:
-                    in_flight.add(pool.submit(fetch_slot, self.client, job, slot, start))
+                    in_flight.add(
+                        pool.submit(fetch_slot, self.client, job, slot, start, self.max_in_flight)
+                    )
             wait_for(in_flight, timeout=max(0.0, job.deadline - job.clock.now()))
         finally:
             # Requests still in flight are abandoned: their timeouts end them shortly.
