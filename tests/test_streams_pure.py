@@ -332,7 +332,10 @@ def test_streams_settings_are_checked_and_named() -> None:
         ({"STREAMS": "trades,trades"}, ["STREAMS", "more than once"]),
         ({"BITSO_WS_URL": "https://ws.bitso.com"}, ["BITSO_WS_URL", "ws:// or wss://"]),
         ({"BITSO_WS_URL": ""}, ["BITSO_WS_URL"]),
+        ({"BITSO_WS_URL": "ws://127.0.0.1:99999/"}, ["BITSO_WS_URL", "port"]),
+        ({"BITSO_WS_URL": "wss://me:s3cret@ws.bitso.com"}, ["BITSO_WS_URL", "credentials", "***"]),
     ]:
         with pytest.raises(ConfigError) as caught:
             load_settings(env, dotenv=None)
         assert all(word in str(caught.value) for word in words), caught.value
+        assert "s3cret" not in str(caught.value)
