@@ -66,6 +66,12 @@ STREAM_CHANNELS = (TRADES_CHANNEL, DIFF_ORDERS_CHANNEL)
 REST_SOURCE = "rest"
 #: `compacted_name(..., kind=...)` of the hourly trades files (the books' files have no kind).
 COMPACTED_TRADES_KIND = "trades"
+#: What a slot of the grid was used for, as the run record's `slot_uses` names it: an ordinary
+#: snapshot, an order-level snapshot that anchors the diffs (`aggregate=false`, stored like any
+#: snapshot), or a `GET /v3/trades/` page that fills the socket's holes (no snapshot stored).
+SLOT_USES = ("snapshot", "anchor", "trades_backfill")
+#: The use whose slot stores no snapshot: gap reports never count it as a missing one.
+TRADES_BACKFILL_USE = SLOT_USES[2]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SNAPSHOT_NAME = re.compile(

@@ -17,14 +17,12 @@ from bitso_archive.sources import Source
 from bitso_format import (
     BOOK_PATTERN,
     STREAM_CHANNELS,
+    TRADES_BACKFILL_USE,
     floor_minute,
     parse_iso_millis,
     parse_run_record_name,
     runs_hour_dir,
 )
-
-#: A slot that fetched `GET /v3/trades/` instead of a snapshot (`slot_uses[].use`).
-TRADES_BACKFILL = "trades_backfill"
 
 
 def _count(value: Any) -> int | None:
@@ -136,7 +134,7 @@ def parse_stream_record(data: bytes) -> StreamRecord:
     for use in uses:
         if not isinstance(use, dict) or not isinstance(use.get("book"), str):
             raise CorruptError("a slot_uses entry is not {book, slot, use}")
-        if use.get("use") == TRADES_BACKFILL:
+        if use.get("use") == TRADES_BACKFILL_USE:
             backfills.add((use["book"], _time(use.get("slot"), "slot_uses slot")))
     return StreamRecord(
         disconnects=tuple(_disconnect(d) for d in disconnects),

@@ -622,3 +622,31 @@ def test_book_runs_as_a_process_with_its_console_name(archive_dir: Path, world: 
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["sequence"] == world.received_sequence(span.start_ms + 5, span)
+
+
+def test_the_generator_writes_what_the_schemas_allow(world: World) -> None:
+    """The independent copy must not drift from the real format: its stream lines, and the
+    stream parts of its run records, follow the repository's schemas."""
+    import gzip
+
+    import jsonschema
+
+    from tests.support.schemas import RUN_RECORD, STREAM_LINE
+
+    checker = jsonschema.Draft202012Validator(RUN_RECORD)
+    line_checker = jsonschema.Draft202012Validator(STREAM_LINE)
+    lines = runs = 0
+    for name, (data, _encoding) in world.archive.objects.items():
+        if name.endswith(".ndjson.gz"):
+            for raw in gzip.decompress(data).splitlines():
+                line_checker.validate(json.loads(raw))
+                lines += 1
+        elif name.startswith("_runs/") and name.endswith(".json"):
+            errors = [
+                e.message
+                for e in checker.iter_errors(json.loads(data))
+                if e.path and e.path[0] in ("streams", "slot_uses")
+            ]
+            assert errors == [], name
+            runs += 1
+    assert lines > 1000 and runs == len(world.minutes)

@@ -17,6 +17,7 @@ from bitso_format import (
     BITSO_LIMIT_PER_MINUTE,
     BOOK_PATTERN,
     DEFAULT_REQUESTS_PER_MINUTE,
+    STREAM_CHANNELS,
     parse_bucket,
     parse_object_prefix,
 )
@@ -28,6 +29,7 @@ STRATEGIES = ("sequential", "threaded", "asyncio")
 COMPRESSIONS = ("none", "gzip")
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
+DEFAULT_WS_URL = "wss://ws.bitso.com"
 _SECRET_VERSION = re.compile(r"^projects/[^/]+/secrets/[^/]+/versions/[^/]+$")
 
 
@@ -50,6 +52,9 @@ class Settings:
     api_secret: str | None = None
     api_key_secret: str | None = None
     api_secret_secret: str | None = None
+    #: WebSocket channels recorded beside the snapshots, in `STREAM_CHANNELS` order (empty: none).
+    streams: tuple[str, ...] = ()
+    ws_url: str = DEFAULT_WS_URL
 
     def __repr__(self) -> str:
         """Like the dataclass repr, with the credentials masked so they never reach a log."""
@@ -128,6 +133,37 @@ def _api_url(raw: str) -> str:
         )
     if parts.query or parts.fragment or value.endswith(("?", "#")):
         raise ConfigError(f"{shown} has a query or fragment; give the base URL only")
+    try:
+        parts.port  # noqa: B018 - raises for a port that is not a number from 0 to 65535
+    except ValueError:
+        raise ConfigError(f"{shown} has a port that is not a number from 0 to 65535") from None
+    return value
+
+
+def parse_streams(raw: str) -> tuple[str, ...]:
+    """`STREAMS`: comma-separated channels from `STREAM_CHANNELS`, no repeats; empty for none."""
+    allowed = ", ".join(STREAM_CHANNELS)
+    chosen = [part.strip().lower() for part in raw.split(",") if part.strip()]
+    for channel in chosen:
+        if channel not in STREAM_CHANNELS:
+            raise ConfigError(
+                f"STREAMS has {channel!r}, which is not a channel; allowed: {allowed} "
+                "(comma-separated), or empty to record no streams"
+            )
+    if len(set(chosen)) != len(chosen):
+        raise ConfigError(f"STREAMS={raw!r} names a channel more than once; allowed: {allowed}")
+    return tuple(channel for channel in STREAM_CHANNELS if channel in chosen)
+
+
+def _ws_url(raw: str) -> str:
+    """The WebSocket: ws(s), printable ASCII, with no credentials and a valid port."""
+    value = raw.strip()
+    shown = f"BITSO_WS_URL={mask_url_credentials(raw)!r}"
+    if not (re.fullmatch(r"wss?://[^\s/]+(/\S*)?", value) and value.isascii()):
+        raise ConfigError(f"{shown} is not a ws:// or wss:// URL; e.g. {DEFAULT_WS_URL}")
+    parts = urlsplit(value)
+    if "@" in parts.netloc:
+        raise ConfigError(f"{shown} carries credentials (user:password@); the socket is public")
     try:
         parts.port  # noqa: B018 - raises for a port that is not a number from 0 to 65535
     except ValueError:
@@ -218,6 +254,8 @@ def load_settings(
         api_secret=_credential("BITSO_API_SECRET", get("BITSO_API_SECRET")),
         api_key_secret=_secret_name("BITSO_API_KEY_SECRET", get("BITSO_API_KEY_SECRET")),
         api_secret_secret=_secret_name("BITSO_API_SECRET_SECRET", get("BITSO_API_SECRET_SECRET")),
+        streams=parse_streams(get("STREAMS")),
+        ws_url=_ws_url(get("BITSO_WS_URL", DEFAULT_WS_URL)),
     )
     if bool(settings.api_key) != bool(settings.api_secret):
         raise ConfigError("BITSO_API_KEY and BITSO_API_SECRET must be set together, or neither")

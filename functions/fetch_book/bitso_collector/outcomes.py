@@ -28,6 +28,8 @@ class Outcome(StrEnum):
     CONNECTION = "connection"
     MALFORMED = "malformed"
     BITSO_ERROR = "bitso_error"
+    # A trades backfill page was fetched: the slot stores trades, not a snapshot.
+    BACKFILLED = "backfilled"
 
     @property
     def stored(self) -> bool:
@@ -36,8 +38,9 @@ class Outcome(StrEnum):
 
     @property
     def failed(self) -> bool:
-        """Counted under `failed` in the run record: neither stored nor lost in storage."""
-        return not self.stored and self is not Outcome.LOST
+        """Counted under `failed` in the run record: neither stored, lost in storage, nor used
+        for a trades backfill."""
+        return not self.stored and self not in (Outcome.LOST, Outcome.BACKFILLED)
 
 
 class CallStatus(StrEnum):

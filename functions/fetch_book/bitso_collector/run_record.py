@@ -12,6 +12,7 @@ from typing import Any
 from bitso_format import RUN_RECORD_SCHEMA_VERSION, iso_millis, iso_minute, seconds_to_ms
 
 from .outcomes import CallStatus
+from .streams.summary import StreamsSummary
 from .summary import CallSummary
 
 
@@ -38,6 +39,8 @@ class RunRecord:
     status: CallStatus
     facts: CallFacts | None = None
     summary: CallSummary | None = None
+    #: The WebSocket part, when the call recorded streams (`STREAMS`).
+    streams: StreamsSummary | None = None
     cpu_ms: float | None = None
     #: What the counts cannot say: why the call did not run (misconfigured, too late or too
     #: early, the minute not claimable), or that its run record could not be stored.
@@ -70,7 +73,10 @@ class RunRecord:
             summary = asdict(self.summary)
             summary["lost"] = list(summary["lost"])
             summary["failures"] = list(summary["failures"])
+            summary["slot_uses"] = list(summary["slot_uses"])
             body.update(summary)
+        if self.streams is not None:
+            body["streams"] = self.streams.to_json()
         body["status"] = str(self.status)
         if self.error is not None:
             body["error"] = self.error

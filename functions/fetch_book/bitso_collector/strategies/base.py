@@ -13,7 +13,7 @@ from ..clock import Clock
 from ..grid import Slot
 from ..outcomes import Outcome
 from ..pacing import Pacer
-from ..recorder import CallRecorder
+from ..recorder import CallRecorder, SlotStart
 
 #: A request times out this long before the deadline, so a hung reply is counted as a timeout
 #: and only a request that could not even be timed out is counted as abandoned.
@@ -61,9 +61,9 @@ def next_start(job: FetchJob, slot: Slot) -> float | None:
     return when
 
 
-def begin(job: FetchJob, slot: Slot, room: bool = True) -> float | None:
-    """Called at the start time: records the start and returns it, or None when the slot must be
-    skipped after all (throttled meanwhile, or no room for another request in flight)."""
+def begin(job: FetchJob, slot: Slot, room: bool = True) -> SlotStart | None:
+    """Called at the start time: records the start and returns what to fetch, or None when the
+    slot must be skipped after all (throttled meanwhile, or no room for another request)."""
     if job.recorder.throttled:
         job.recorder.skipped(slot, Outcome.AFTER_THROTTLE)
         return None
@@ -72,8 +72,7 @@ def begin(job: FetchJob, slot: Slot, room: bool = True) -> float | None:
         return None
     started = job.clock.now()
     job.pacer.record(started)
-    job.recorder.started(slot, started)
-    return started
+    return job.recorder.start(slot, started)
 
 
 def request_timeout(job: FetchJob, started: float, max_in_flight: int | None = None) -> float:

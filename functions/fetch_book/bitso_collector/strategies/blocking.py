@@ -8,23 +8,32 @@ from concurrent.futures import wait as wait_for
 from ..bitso_client import BitsoClient
 from ..errors import BitsoError, unexpected
 from ..grid import Slot
+from ..recorder import SlotStart
 from .base import FetchJob, begin, next_start, request_timeout
 
 
 def fetch_slot(
-    client: BitsoClient, job: FetchJob, slot: Slot, started: float, max_in_flight: int | None = None
+    client: BitsoClient,
+    job: FetchJob,
+    slot: Slot,
+    start: SlotStart,
+    max_in_flight: int | None = None,
 ) -> None:
-    """One request for one slot, its reply or error reported to the recorder."""
-    timeout = request_timeout(job, started, max_in_flight)
+    """One request for one slot (an order book or a trades page), reported to the recorder."""
+    timeout = request_timeout(job, start.at, max_in_flight)
     try:
-        payload = client.order_book(slot.book, job.aggregate, timeout=timeout)
+        if start.backfill:
+            trades = client.trades(slot.book, start.use.marker, timeout=timeout)
+            job.recorder.backfilled(slot, start, job.clock.now(), trades)
+            return
+        payload = client.order_book(slot.book, start.aggregate, timeout=timeout)
     except BitsoError as error:
-        job.recorder.failed(slot, error)
+        job.recorder.failed(slot, error, start)
         return
     except Exception as error:  # a bug fails its slot, logged, rather than vanish in the pool
-        job.recorder.failed(slot, unexpected(error))
+        job.recorder.failed(slot, unexpected(error), start)
         return
-    job.recorder.replied(slot, started, job.clock.now(), payload)
+    job.recorder.replied(slot, start, job.clock.now(), payload)
 
 
 class SequentialStrategy:
@@ -41,9 +50,9 @@ class SequentialStrategy:
             if when is None:
                 continue
             job.clock.sleep_until(when)
-            started = begin(job, slot)
-            if started is not None:
-                fetch_slot(self.client, job, slot, started)
+            start = begin(job, slot)
+            if start is not None:
+                fetch_slot(self.client, job, slot, start)
 
     def close(self) -> None:
         self.client.close()
@@ -70,10 +79,10 @@ class ThreadedStrategy:
                     continue
                 job.clock.sleep_until(when)
                 in_flight = {future for future in in_flight if not future.done()}
-                started = begin(job, slot, room=len(in_flight) < self.max_in_flight)
-                if started is not None:
+                start = begin(job, slot, room=len(in_flight) < self.max_in_flight)
+                if start is not None:
                     in_flight.add(
-                        pool.submit(fetch_slot, self.client, job, slot, started, self.max_in_flight)
+                        pool.submit(fetch_slot, self.client, job, slot, start, self.max_in_flight)
                     )
             wait_for(in_flight, timeout=max(0.0, job.deadline - job.clock.now()))
         finally:
