@@ -80,7 +80,13 @@ locals {
     "jsonPayload.event=\"run_summary\"",
   ])
 
-  apis = toset([
+  # The egress subnet (static_egress_ip): a range of this deployment's own
+  # VPC, which holds nothing else.
+  egress_subnet_range = "10.8.0.0/26"
+
+  # Compute Engine holds the network, the NAT and the address; it is enabled
+  # only when they are created.
+  apis = setunion(var.static_egress_ip ? ["compute.googleapis.com"] : [], [
     "artifactregistry.googleapis.com",
     "bigquery.googleapis.com",
     "cloudbuild.googleapis.com",

@@ -218,6 +218,12 @@ variable "create_bitso_secrets" {
   default     = false
 }
 
+variable "static_egress_ip" {
+  description = "Send all of fetch_book's traffic through a VPC of this deployment whose Cloud NAT uses one reserved static external address (output static_egress_ip), so Bitso's per-IP budget of 60 requests a minute is this deployment's alone; also keeps one instance warm. About $5 a month (README, 'Static egress address'). false = Cloud Run's default egress: a dynamic pool of addresses shared with other tenants, no VPC, no NAT, min 0 instances."
+  type        = bool
+  default     = true
+}
+
 # ---------------------------------------------------------------------------
 # fetch_book function sizing
 # ---------------------------------------------------------------------------
