@@ -31,7 +31,7 @@ serve: $(STAMP) ## Serve fetch_book on http://localhost:8080 (curl it to collect
 lint: $(STAMP) tf-lint ## ruff check, ruff format --check, mypy, terraform fmt -check, checkov
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy $(FUNCTION_DIR)/bitso_collector $(FUNCTION_DIR)/main.py
+	$(BIN)/mypy $(FUNCTION_DIR)/bitso_collector $(FUNCTION_DIR)/main.py bitso_format.py bitso_logs.py
 	$(BIN)/mypy bitso_archive functions/compact_hour/main.py
 
 test: lint ## Lint, then every test (and the function's tests again on Python 3.12)

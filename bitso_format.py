@@ -50,6 +50,11 @@ DECIMAL_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)?")
 #: `2026-11-24T10:15:07.118Z`, the stamp of every snapshot and stream line.
 UTC_MILLIS_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 
+#: `OBJECT_PREFIX`: path parts of letters, digits, '.', '_' and '-', joined by '/'.
+OBJECT_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9._\-]+(/[A-Za-z0-9._\-]+)*")
+#: A GCS bucket name (`GCS_BUCKET`, without `gs://`).
+BUCKET_PATTERN = re.compile(r"[a-z0-9][a-z0-9._\-]{1,220}[a-z0-9]")
+
 RUNS_DIR = "_runs"
 DEFAULT_COMPACTED_PREFIX = "compacted"
 #: The WebSocket channels a call can record beside its snapshots (`STREAMS`).
@@ -127,7 +132,10 @@ def parse_rfc3339(text: str) -> int:
     moment = datetime.fromisoformat(value)
     if moment.tzinfo is None:
         raise ValueError("time has no UTC offset")
-    return datetime_to_ms(moment)
+    try:
+        return datetime_to_ms(moment)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+00:01, before year 1 in UTC
+        raise ValueError(f"{text!r} is outside the years a clock can show") from None
 
 
 def floor_minute(ms: int) -> int:
@@ -156,6 +164,11 @@ class GridSlot:
     number: int
     at_ms: int
     book: str
+
+    @property
+    def at(self) -> float:
+        """Scheduled start in epoch seconds, as clocks read."""
+        return self.at_ms / 1000
 
 
 def grid_minute(
@@ -186,6 +199,36 @@ def book_slot_times(
     for slot in grid_minute(minute_ms // MINUTE_MS, requests_per_minute, books):
         if slot.book == book:
             yield slot.at_ms
+
+
+# -- where the archive lives ---------------------------------------------------------------------
+def parse_bucket(raw: str) -> str | None:
+    """A bucket name from `name` or `gs://name`; None for an empty value. ValueError says why."""
+    value = raw.strip()
+    if value.startswith("gs://"):
+        value = value[len("gs://") :].rstrip("/")
+        if not value:
+            raise ValueError("names no bucket after gs://")
+    if not value:
+        return None
+    if not BUCKET_PATTERN.fullmatch(value):
+        raise ValueError(
+            "is not a bucket name; allowed: 3-222 lower-case letters, digits, '-', '_' and '.'"
+        )
+    return value
+
+
+def parse_object_prefix(raw: str) -> str:
+    """An object prefix without outer slashes; ValueError for anything that could leave the root."""
+    value = raw.strip().strip("/")
+    if value and (
+        not OBJECT_PREFIX_PATTERN.fullmatch(value) or {".", ".."} & set(value.split("/"))
+    ):
+        raise ValueError(
+            "is not allowed; use letters, digits, '.', '_', '-' and '/' between parts "
+            "(no '.' or '..' parts)"
+        )
+    return value
 
 
 # -- object names --------------------------------------------------------------------------------

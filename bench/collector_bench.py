@@ -42,13 +42,13 @@ from bitso_collector.bitso_client import BitsoClient
 from bitso_collector.call_options import CallOptions
 from bitso_collector.clock import ShiftedClock
 from bitso_collector.config import Settings
-from bitso_collector.grid import MINUTE_MS, minute_slots
-from bitso_collector.logs import JsonLogger
+from bitso_collector.outcomes import Outcome
 from bitso_collector.runner import Collector
 from bitso_collector.sinks import LocalSink
 from bitso_collector.strategies import FetchJob, Strategy, make_strategy
-from bitso_collector.strategies.base import DEADLINE
 from bitso_collector.strategies.blocking import fetch_slot
+from bitso_format import MINUTE_MS, grid_minute
+from bitso_logs import JsonLogger
 from bitso_testkit.fake_bitso import Behaviour, FakeBitso
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,7 +85,7 @@ class NaiveBaseline:
         for slot in job.slots:
             started = job.clock.now()
             if started >= job.deadline:
-                job.recorder.skipped(slot, DEADLINE)
+                job.recorder.skipped(slot, Outcome.DEADLINE)
                 continue
             job.recorder.started(slot, started)
             fetch_slot(self.client, job, slot, started)
@@ -139,7 +139,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         collector.sink = LocalSink(root / f"call{index}")
         minute_start = first_minute + index * period
         clock.sleep_until(minute_start - LEAD_S)
-        record = collector.run(CallOptions(schedule_time=minute_start))
+        record = collector.run(CallOptions(schedule_time=minute_start)).to_json()
         late_by = clock.now() - (minute_start + period)
         records.append({**record, "returned_after_minute_s": late_by})
     cpu = time.process_time() - cpu_start
@@ -251,7 +251,7 @@ def lateness_from_fake(fake: FakeBitso, shift: float, period_ms: int) -> list[fl
     for entry in list(fake.requests):
         moment = entry.at + shift  # on the collector's clock
         minute = int(moment * 1000 // period_ms)
-        slot = [s for s in minute_slots(minute, RPM, BOOKS, period_ms) if s.at <= moment][-1]
+        slot = [s for s in grid_minute(minute, RPM, BOOKS, period_ms) if s.at <= moment][-1]
         lateness.append((moment - slot.at) * 1000)
     return lateness
 

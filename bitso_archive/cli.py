@@ -15,16 +15,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bitso_archive.layout import (
-    BOOK_RE,
-    DEFAULT_COMPACTED_PREFIX,
-    DEFAULT_RPM,
-    MAX_RPM,
-    TimeError,
-    iso_ms,
-    parse_time,
-)
+from bitso_archive.layout import TimeError, parse_time
 from bitso_archive.sources import Source, SourceError, open_source
+from bitso_format import (
+    BITSO_LIMIT_PER_MINUTE,
+    BOOK_PATTERN,
+    DEFAULT_COMPACTED_PREFIX,
+    DEFAULT_REQUESTS_PER_MINUTE,
+    iso_millis,
+)
 
 log = logging.getLogger("bitso_archive")
 
@@ -58,7 +57,7 @@ def _books(text: str) -> list[str]:
     if not books:
         raise argparse.ArgumentTypeError("give at least one book, e.g. btc_mxn,eth_mxn")
     for book in books:
-        if not BOOK_RE.match(book):
+        if not BOOK_PATTERN.fullmatch(book):
             raise argparse.ArgumentTypeError(
                 f"{book!r} is not a book name; use lowercase names like btc_mxn "
                 "([a-z0-9]+_[a-z0-9]+), comma-separated"
@@ -71,9 +70,9 @@ def _rpm(text: str) -> int:
         value = int(text)
     except ValueError:
         value = 0
-    if not 1 <= value <= MAX_RPM:
+    if not 1 <= value <= BITSO_LIMIT_PER_MINUTE:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a request rate; use a whole number from 1 to {MAX_RPM}"
+            f"{text!r} is not a request rate; use a whole number from 1 to {BITSO_LIMIT_PER_MINUTE}"
         )
     return value
 
@@ -142,8 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_gaps.add_argument(
         "--rpm",
         type=_rpm,
-        default=DEFAULT_RPM,
-        help=f"requests per minute of minutes without a run record (default {DEFAULT_RPM})",
+        default=DEFAULT_REQUESTS_PER_MINUTE,
+        help="requests per minute of minutes without a run record "
+        f"(default {DEFAULT_REQUESTS_PER_MINUTE})",
     )
 
     p_compact = sub.add_parser(
@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.end <= args.start:
         parser.error(
-            f"--end ({iso_ms(args.end)}) must be after --start ({iso_ms(args.start)}); "
+            f"--end ({iso_millis(args.end)}) must be after --start ({iso_millis(args.start)}); "
             "the end is excluded"
         )
     try:

@@ -25,19 +25,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bitso_archive.layout import (
-    DEFAULT_COMPACTED_PREFIX,
-    HOUR_MS,
-    SnapshotName,
-    TimeLike,
-    check_books,
-    check_range,
-    compacted_name,
-    floor_hour,
-    hours_in_range,
-    iso_hour,
-    to_ms,
-)
+from bitso_archive.layout import TimeLike, check_books, check_range, hours_in_range, to_ms
 from bitso_archive.snapshots import (
     Corrupt,
     Snapshot,
@@ -46,6 +34,14 @@ from bitso_archive.snapshots import (
 )
 from bitso_archive.sources import Source, SourceLike, open_source
 from bitso_archive.table import PARQUET_SCHEMA, levels_table
+from bitso_format import (
+    DEFAULT_COMPACTED_PREFIX,
+    HOUR_MS,
+    SnapshotName,
+    compacted_name,
+    floor_hour,
+    iso_hour,
+)
 
 log = logging.getLogger("bitso_archive")
 

@@ -16,18 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bitso_archive.layout import (
-    DEFAULT_RPM,
-    TimeLike,
-    check_books,
-    check_range,
-    floor_minute,
-    grid_slots,
-    iso_minute,
-    iso_ms,
-    minutes_in_range,
-    parse_snapshot_name,
-)
+from bitso_archive.layout import TimeLike, check_books, check_range, minutes_in_range
 from bitso_archive.snapshots import (
     Corrupt,
     RunRecord,
@@ -36,6 +25,14 @@ from bitso_archive.snapshots import (
     read_run_records,
 )
 from bitso_archive.sources import SourceLike, open_source
+from bitso_format import (
+    DEFAULT_REQUESTS_PER_MINUTE,
+    book_slot_times,
+    floor_minute,
+    iso_millis,
+    iso_minute,
+    parse_snapshot_name,
+)
 
 
 @dataclass
@@ -64,12 +61,12 @@ class MinuteReport:
             "minute": iso_minute(self.minute_ms),
             "expected": self.expected,
             "present": self.present,
-            "missing": [iso_ms(ms) for ms in self.missing],
+            "missing": [iso_millis(ms) for ms in self.missing],
             "throttled": self.throttled,
             "lost": self.lost,
             "failures": self.failures,
             "corrupt": self.corrupt,
-            "unexpected": [iso_ms(ms) for ms in self.unexpected],
+            "unexpected": [iso_millis(ms) for ms in self.unexpected],
             "run_status": self.run_status,
             "requests_per_minute": self.requests_per_minute,
             "grid_from": self.grid_from,
@@ -88,8 +85,8 @@ class SequenceRun:
     def as_dict(self) -> dict[str, Any]:
         return {
             "sequence": self.sequence,
-            "start": iso_ms(self.start_ms),
-            "end": iso_ms(self.end_ms),
+            "start": iso_millis(self.start_ms),
+            "end": iso_millis(self.end_ms),
             "length": self.length,
         }
 
@@ -145,8 +142,8 @@ class GapReport:
     def as_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
-            "start": iso_ms(self.start_ms),
-            "end": iso_ms(self.end_ms),
+            "start": iso_millis(self.start_ms),
+            "end": iso_millis(self.end_ms),
             "default_requests_per_minute": self.default_rpm,
             "run_records": self.run_records,
             "corrupt": [c.as_dict() for c in self.corrupt],
@@ -200,7 +197,7 @@ def gaps_report(
     end: TimeLike,
     books: Iterable[str] | None = None,
     *,
-    rpm: int = DEFAULT_RPM,
+    rpm: int = DEFAULT_REQUESTS_PER_MINUTE,
     progress: bool = False,
 ) -> GapReport:
     """Build the gap report of ``[start, end)``.
@@ -250,7 +247,7 @@ def gaps_report(
         for book in report_books:
             expected = {
                 ms
-                for ms in grid_slots(minute_ms, minute_rpm, minute_books, book)
+                for ms in book_slot_times(minute_ms, minute_rpm, minute_books, book)
                 if start_ms <= ms < end_ms
             }
             have = present.get((book, minute_ms), set())
@@ -303,14 +300,14 @@ def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> list[s
 
 
 def _short(ms: int) -> str:
-    return iso_ms(ms)[11:23]
+    return iso_millis(ms)[11:23]
 
 
 def format_report(report: GapReport, *, max_minutes: int = 200, max_runs: int = 20) -> str:
     """The report as plain text: a summary per book, then the incomplete minutes."""
     lines = [
-        f"Gaps in {report.source} from {iso_ms(report.start_ms)} to {iso_ms(report.end_ms)} "
-        f"(end excluded); {report.run_records} run records"
+        f"Gaps in {report.source} from {iso_millis(report.start_ms)} to "
+        f"{iso_millis(report.end_ms)} (end excluded); {report.run_records} run records"
         + (f", {len(report.corrupt_run_records)} corrupt" if report.corrupt_run_records else ""),
         "",
     ]
@@ -400,7 +397,7 @@ def format_report(report: GapReport, *, max_minutes: int = 200, max_runs: int = 
         runs.sort(key=lambda x: (-x[0].length, x[0].start_ms))
         lines += ["", f"Runs of unchanged sequence: {len(runs)}"]
         rows = [
-            [book, str(r.sequence), iso_ms(r.start_ms), iso_ms(r.end_ms), str(r.length)]
+            [book, str(r.sequence), iso_millis(r.start_ms), iso_millis(r.end_ms), str(r.length)]
             for r, book in runs[:max_runs]
         ]
         lines += _table(["book", "sequence", "start", "end", "snapshots"], rows, right={1, 4})
@@ -455,7 +452,7 @@ def save_heatmap(report: GapReport, path: str | os.PathLike[str]) -> None:
     labels = [iso_minute(minutes[i])[5 if span_days else 11 : 16] for i in ticks]
     ax.set_xticks(ticks, labels, rotation=45, ha="right", fontsize="small")
     note = "; x = throttled" if throttled_x else ""
-    ax.set_xlabel(f"minute (UTC), from {iso_minute(report.start_ms)}{note}")
+    ax.set_xlabel(f"minute (UTC), from {iso_millis(report.start_ms)[:19]}Z{note}")
     ax.set_title(f"Snapshot completeness per minute: {report.source}", fontsize="medium")
     fig.colorbar(image, ax=ax, label="present / expected", fraction=0.04)
     fig.tight_layout()

@@ -20,41 +20,29 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from bitso_archive.layout import (
-    BOOK_RE,
-    UTC_MILLIS_RE,
+from bitso_archive.layout import hours_in_range
+from bitso_archive.sources import ObjectMissingError, Source
+from bitso_format import (
+    BOOK_PATTERN,
+    DECIMAL_PATTERN,
+    SNAPSHOT_FIELDS,
+    SNAPSHOT_SCHEMA_VERSION,
+    UTC_MILLIS_PATTERN,
     SnapshotName,
     hour_dir,
-    hours_in_range,
-    parse_run_name,
+    parse_iso_millis,
+    parse_run_record_name,
     parse_snapshot_name,
-    parse_utc_millis,
     runs_hour_dir,
 )
-from bitso_archive.sources import ObjectMissingError, Source
 
 log = logging.getLogger("bitso_archive")
 
 GZIP_MAGIC = b"\x1f\x8b"
-SCHEMA_VERSION = 1
-_REQUIRED = frozenset(
-    {
-        "schema_version",
-        "book",
-        "slot",
-        "requested_at",
-        "received_at",
-        "latency_ms",
-        "sequence",
-        "updated_at",
-        "aggregate",
-        "bids",
-        "asks",
-    }
-)
+_REQUIRED = frozenset(SNAPSHOT_FIELDS)
 _LEVEL_KEYS = frozenset({"price", "amount", "oid"})
 # One regex call checks every price (or amount) of a side at once: they are joined by "\n".
-_DECIMALS_RE = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?\n)*")
+_DECIMALS_RE = re.compile(f"(?:{DECIMAL_PATTERN.pattern}\n)*")
 
 T = TypeVar("T")
 
@@ -153,10 +141,10 @@ def _side(levels: Any, what: str) -> Side:
 
 def _utc_millis(obj: dict[str, Any], key: str) -> int:
     value = obj[key]
-    if not isinstance(value, str) or UTC_MILLIS_RE.match(value) is None:
+    if not isinstance(value, str) or UTC_MILLIS_PATTERN.fullmatch(value) is None:
         raise CorruptError(f"{key} {value!r} is not a UTC time like 2026-11-24T10:15:07.118Z")
     try:
-        return parse_utc_millis(value)
+        return parse_iso_millis(value)
     except ValueError:
         raise CorruptError(f"{key} {value!r} is not a valid time") from None
 
@@ -176,10 +164,12 @@ def parse_snapshot(data: bytes, meta: SnapshotName) -> Snapshot:
             [f"unexpected {extra}"] if extra else []
         )
         raise CorruptError("wrong schema: " + ", ".join(parts))
-    if obj["schema_version"] != SCHEMA_VERSION or isinstance(obj["schema_version"], bool):
-        raise CorruptError(f"schema_version {obj['schema_version']!r} is not {SCHEMA_VERSION}")
+    if obj["schema_version"] != SNAPSHOT_SCHEMA_VERSION or isinstance(obj["schema_version"], bool):
+        raise CorruptError(
+            f"schema_version {obj['schema_version']!r} is not {SNAPSHOT_SCHEMA_VERSION}"
+        )
     book = obj["book"]
-    if not isinstance(book, str) or BOOK_RE.match(book) is None:
+    if not isinstance(book, str) or BOOK_PATTERN.fullmatch(book) is None:
         raise CorruptError(f"book {book!r} is not a book name")
     if book != meta.book:
         raise CorruptError(f"book {book!r} does not match the object name")
@@ -337,7 +327,7 @@ def parse_run_record(data: bytes, name: str, minute_ms: int) -> RunRecord:
     if books is not None and (
         not isinstance(books, list)
         or not books
-        or not all(isinstance(b, str) and BOOK_RE.match(b) for b in books)
+        or not all(isinstance(b, str) and BOOK_PATTERN.fullmatch(b) for b in books)
     ):
         raise CorruptError(f"books {books!r} is not a list of book names")
     rpm = obj.get("requests_per_minute")
@@ -367,7 +357,7 @@ def read_run_records(
     first_minute = start_ms - start_ms % 60_000
     for hour_ms in hours_in_range(start_ms, end_ms):
         for name in source.list_names(runs_hour_dir(hour_ms)):
-            minute_ms = parse_run_name(name)
+            minute_ms = parse_run_record_name(name)
             if minute_ms is not None and first_minute <= minute_ms < end_ms:
                 minutes[name] = minute_ms
     records: dict[int, RunRecord] = {}

@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 import re
 import threading
-import uuid
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from bitso_archive.layout import with_slash
+from bitso_format import write_new_file
 
 GCS_SCHEME = "gs://"
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
@@ -112,20 +112,7 @@ class LocalSource:
             raise ObjectMissingError(name) from None
 
     def write_new(self, name: str, data: bytes, content_type: str) -> bool:
-        final = self.root / name
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():
-            return False
-        tmp = final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
-        try:
-            tmp.write_bytes(data)
-            try:
-                os.link(tmp, final)  # atomic, and fails if the name exists
-            except FileExistsError:
-                return False
-        finally:
-            tmp.unlink(missing_ok=True)
-        return True
+        return write_new_file(self.root / name, data)
 
 
 class GcsSource:

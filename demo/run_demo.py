@@ -22,7 +22,7 @@ from pathlib import Path
 
 import requests
 
-from bitso_collector.timefmt import iso_minute
+from bitso_format import iso_minute, seconds_to_ms
 from bitso_testkit.processes import FUNCTION_DIR, base_env, free_port, running
 from bitso_testkit.strict_gcs import running_strict_gcs
 
@@ -42,7 +42,8 @@ def pick_minute() -> float:
     left = minute + 60 - now
     if left >= MIN_SECONDS_LEFT:
         return minute
-    say(f"Only {left:.0f} s left in this minute; waiting for {iso_minute(minute + 60)} ...")
+    next_minute = iso_minute(seconds_to_ms(minute + 60))
+    say(f"Only {left:.0f} s left in this minute; waiting for {next_minute} ...")
     time.sleep(max(0.0, minute + 60 - time.time() - 0.3))
     return minute + 60
 
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
         minute = pick_minute()
         body = {"duration_seconds": args.seconds}
-        headers = {SCHEDULE_HEADER: iso_minute(minute)}
+        headers = {SCHEDULE_HEADER: iso_minute(seconds_to_ms(minute))}
         say()
         say(f"POST {url}  {json.dumps(body)}  {SCHEDULE_HEADER}: {headers[SCHEDULE_HEADER]}")
         say(f"  collecting {args.seconds:g} s of {args.books} ...")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from bitso_collector.timefmt import iso_millis
+from bitso_format import iso_millis, seconds_to_ms
 from bitso_testkit.fake_bitso import FakeBitso
 from bitso_testkit.processes import FUNCTION_DIR, base_env, free_port, running
 from tests.support.clock_control import SHIFT_FILE_ENV, ClockControl
@@ -46,7 +46,7 @@ class FunctionServer:
         """POST to the function, as Cloud Scheduler does when `minute_start` is given."""
         sent = dict(headers or {})
         if minute_start is not None:
-            sent[SCHEDULE_HEADER] = iso_millis(minute_start)
+            sent[SCHEDULE_HEADER] = iso_millis(seconds_to_ms(minute_start))
         data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
         reply = requests.post(self.url, data=data, headers=sent, timeout=timeout)
         if reply.headers.get("Content-Type", "").startswith("application/json"):

@@ -15,7 +15,7 @@ from functions_framework import create_app
 
 from bitso_collector import app as app_module
 from bitso_collector.clock import ShiftedClock
-from bitso_collector.timefmt import iso_millis
+from bitso_format import iso_millis, seconds_to_ms
 from bitso_testkit.fake_bitso import Behaviour, FakeBitso
 from tests.support.schemas import check_run_record
 
@@ -38,7 +38,7 @@ class Harness:
     def post(self, body: Any = None, minute: float | None = None, **kw: Any) -> Any:
         headers = kw.pop("headers", {})
         if minute is not None:
-            headers["X-CloudScheduler-ScheduleTime"] = iso_millis(minute)
+            headers["X-CloudScheduler-ScheduleTime"] = iso_millis(seconds_to_ms(minute))
         data = kw.pop("data", None)
         if data is None and body is not None:
             data = json.dumps(body)

@@ -26,7 +26,6 @@ from bitso_collector.errors import (
     Throttled,
     UnknownBook,
 )
-from bitso_collector.logs import JsonLogger
 from bitso_collector.runner import Collector
 from bitso_collector.signing import ApiCredentials
 from bitso_collector.sinks import LocalSink
@@ -36,6 +35,7 @@ from bitso_collector.strategies.asyncio_strategy import (
     AsyncioStrategy,
     sleep_until,
 )
+from bitso_logs import JsonLogger
 from bitso_testkit.fake_bitso import Behaviour, FakeBitso
 from bitso_testkit.processes import FUNCTION_DIR, free_port
 from tests.support.faults import FAULT_ERRORS
@@ -180,7 +180,9 @@ def test_full_order_books_are_stored_with_their_oids(tmp_path: Path) -> None:
             JsonLogger(io.StringIO()),
             period_ms=period_ms,
         )
-        record = collector.run(CallOptions(schedule_time=minute_start, duration_seconds=1))
+        record = collector.run(
+            CallOptions(schedule_time=minute_start, duration_seconds=1)
+        ).to_json()
     stored = [p for p in tmp_path.rglob("*.json") if "_runs" not in p.parts]
     assert record["status"] == "ok", record
     assert record["written"] == len(stored) == len(fake.served) >= 7

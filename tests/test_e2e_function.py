@@ -11,8 +11,13 @@ import jsonschema
 import pytest
 
 from bitso_collector.grid import minute_of, slots_ahead
-from bitso_collector.keys import claim_key, run_record_key, snapshot_key
-from bitso_collector.timefmt import parse_rfc3339
+from bitso_format import (
+    claim_name,
+    parse_rfc3339,
+    run_record_name,
+    seconds_to_ms,
+    snapshot_name,
+)
 from bitso_testkit.fake_bitso import FakeBitso
 from bitso_testkit.processes import free_port
 from tests.conftest import StartFunction
@@ -35,7 +40,7 @@ def expected_keys(minute_start: float, first: float, duration: float) -> set[str
     coverage = slots_ahead(
         minute_of(minute_start), first, 59, BOOKS, max_late=60 / 59 / 2, until=first + duration
     )
-    return {snapshot_key("", slot.book, slot.at_ms) for slot in coverage.planned}
+    return {snapshot_name("", slot.book, slot.at_ms) for slot in coverage.planned}
 
 
 def test_a_call_collects_its_seconds_exactly_as_served(
@@ -61,10 +66,10 @@ def test_a_call_collects_its_seconds_exactly_as_served(
                 {"price": level["price"], "amount": level["amount"]} for level in source[side]
             ], key
             assert len(snapshot[side]) == 50
-    on_disk = json.loads((server.data_dir / run_record_key("", minute)).read_text())
+    on_disk = json.loads((server.data_dir / run_record_name("", seconds_to_ms(minute))).read_text())
     jsonschema.validate(on_disk, RUN_RECORD)
     assert on_disk["run_id"] == record["run_id"]
-    assert (server.data_dir / claim_key("", minute)).is_file()
+    assert (server.data_dir / claim_name("", seconds_to_ms(minute))).is_file()
     summary = [line for line in server.log_lines() if line.get("event") == "run_summary"]
     assert summary[-1]["severity"] == "INFO"
     assert summary[-1]["written"] == 3
@@ -100,7 +105,7 @@ def test_a_garbage_spewing_fake_loses_no_other_slot(
     assert record["failed"] == {"http_5xx": 1, "malformed": 2, "timeout": 1}
     assert record["written"] == 4 and record["lost"] == []
     stored = stored_snapshots(server.data_dir)
-    failed_keys = {snapshot_key("", f["book"], _ms(f["slot"])) for f in record["failures"]}
+    failed_keys = {snapshot_name("", f["book"], _ms(f["slot"])) for f in record["failures"]}
     assert set(stored) == expected_keys(minute, minute, 8) - failed_keys
     assert len(stored) == 4
     served_sequences = {int(s["sequence"]) for s in fake_bitso.served}
@@ -108,7 +113,7 @@ def test_a_garbage_spewing_fake_loses_no_other_slot(
 
 
 def _ms(iso: str) -> int:
-    return round(parse_rfc3339(iso) * 1000)
+    return parse_rfc3339(iso)
 
 
 def test_a_dead_bitso_fails_every_slot_but_the_call_still_answers(

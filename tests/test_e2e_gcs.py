@@ -14,8 +14,13 @@ from typing import Any
 import pytest
 
 from bitso_collector.grid import minute_of, slots_ahead
-from bitso_collector.keys import claim_key, run_record_key, snapshot_key
-from bitso_collector.timefmt import iso_millis
+from bitso_format import (
+    claim_name,
+    iso_millis,
+    run_record_name,
+    seconds_to_ms,
+    snapshot_name,
+)
 from bitso_testkit.fake_bitso import Behaviour, FakeBitso
 from bitso_testkit.fake_secret_manager import FakeSecretManager
 from bitso_testkit.strict_gcs import StrictGcs, running_strict_gcs
@@ -64,7 +69,7 @@ def expected_keys(minute_start: float, duration: float, compression: str = "none
     coverage = slots_ahead(
         minute_of(minute_start), minute_start, 59, BOOKS, 60 / 59 / 2, minute_start + duration
     )
-    return {snapshot_key("", slot.book, slot.at_ms, compression) for slot in coverage.planned}
+    return {snapshot_name("", slot.book, slot.at_ms, compression) for slot in coverage.planned}
 
 
 def snapshots(gcs: StrictGcs, bucket: str) -> dict[str, dict[str, Any]]:
@@ -119,10 +124,10 @@ def test_snapshots_land_in_gcs_exactly_as_served(
         document = snapshot_document(gcs, bucket, item)
         assert item["name"].startswith(f"{document['book']}_", len("YYYY/MM/DD/HH/"))
         assert_as_served(document, fake_bitso)
-    assert record["run_record"] == f"gs://{bucket}/{run_record_key('', minute)}"
-    stored_record = json.loads(gcs.read_object(bucket, run_record_key("", minute)))
+    assert record["run_record"] == f"gs://{bucket}/{run_record_name('', seconds_to_ms(minute))}"
+    stored_record = json.loads(gcs.read_object(bucket, run_record_name("", seconds_to_ms(minute))))
     assert stored_record["run_id"] == record["run_id"]
-    claim = json.loads(gcs.read_object(bucket, claim_key("", minute)))
+    claim = json.loads(gcs.read_object(bucket, claim_name("", seconds_to_ms(minute))))
     assert claim["run_id"] == record["run_id"]
     assert all(outcome == "200" for _, outcome in snapshot_uploads(gcs, bucket))
 
@@ -207,7 +212,7 @@ def test_storage_down_for_good_answers_500_naming_the_lost_slots(
     assert record["written"] == 0
     assert "run_record" not in record  # it could not be stored: the reply is the record
     coverage = slots_ahead(minute_of(minute), minute, 59, BOOKS, 60 / 59 / 2, minute + 1)
-    expected = {(slot.book, iso_millis(slot.at)) for slot in coverage.planned}
+    expected = {(slot.book, iso_millis(slot.at_ms)) for slot in coverage.planned}
     assert {(lost["book"], lost["slot"]) for lost in record["lost"]} == expected
     assert all("HTTP 503" in lost["reason"] for lost in record["lost"])
     assert snapshots(gcs, bucket) == {}

@@ -6,15 +6,16 @@ import itertools
 
 import pytest
 
-from bitso_collector.grid import minute_of, minute_slots, slot_spacing, slots_ahead
+from bitso_collector.grid import minute_of, slot_spacing, slots_ahead
 from bitso_collector.pacing import Pacer
+from bitso_format import grid_minute
 
 MINUTE = 29_400_000  # 2025-11-24T00:00Z in minutes since the epoch
 BOOKS = ("btc_mxn", "eth_mxn", "xrp_mxn")
 
 
 def test_slots_are_uniform_and_inside_their_minute() -> None:
-    slots = minute_slots(MINUTE, 59, BOOKS)
+    slots = grid_minute(MINUTE, 59, BOOKS)
     assert len(slots) == 59
     start_ms = MINUTE * 60_000
     assert slots[0].at_ms == start_ms
@@ -25,7 +26,7 @@ def test_slots_are_uniform_and_inside_their_minute() -> None:
 
 
 def test_the_grid_stays_uniform_across_minute_boundaries() -> None:
-    two = minute_slots(MINUTE, 59, BOOKS) + minute_slots(MINUTE + 1, 59, BOOKS)
+    two = grid_minute(MINUTE, 59, BOOKS) + grid_minute(MINUTE + 1, 59, BOOKS)
     gaps = {b.at_ms - a.at_ms for a, b in itertools.pairwise(two)}
     assert gaps <= {1016, 1017}
     # Slot j of one minute and slot j of the next are exactly one minute apart.
@@ -33,11 +34,11 @@ def test_the_grid_stays_uniform_across_minute_boundaries() -> None:
 
 
 def test_books_rotate_evenly_across_minute_boundaries() -> None:
-    slots = [s for m in range(MINUTE, MINUTE + 3) for s in minute_slots(m, 59, BOOKS)]
+    slots = [s for m in range(MINUTE, MINUTE + 3) for s in grid_minute(m, 59, BOOKS)]
     assert [s.number for s in slots] == list(range(MINUTE * 59, MINUTE * 59 + 177))
     assert all(s.book == BOOKS[s.number % 3] for s in slots)
     # 59 is not a multiple of 3: the minute's first book moves on, none is favoured.
-    firsts = [minute_slots(m, 59, BOOKS)[0].book for m in range(MINUTE, MINUTE + 3)]
+    firsts = [grid_minute(m, 59, BOOKS)[0].book for m in range(MINUTE, MINUTE + 3)]
     assert sorted(firsts) == sorted(BOOKS)
     counts = {book: sum(s.book == book for s in slots) for book in BOOKS}
     assert counts == {"btc_mxn": 59, "eth_mxn": 59, "xrp_mxn": 59}
@@ -73,7 +74,7 @@ def test_a_call_after_its_minute_plans_nothing() -> None:
 
 def test_on_time_starts_never_exceed_the_budget_in_any_window() -> None:
     rpm = 59
-    starts = [s.at for m in range(MINUTE, MINUTE + 3) for s in minute_slots(m, rpm, BOOKS)]
+    starts = [s.at for m in range(MINUTE, MINUTE + 3) for s in grid_minute(m, rpm, BOOKS)]
     for first in range(len(starts)):
         in_window = [t for t in starts[first:] if t < starts[first] + 60]
         assert len(in_window) <= rpm
@@ -105,7 +106,7 @@ def test_paced_starts_hold_the_window_even_when_some_start_late() -> None:
     pacer = Pacer(rpm)
     starts: list[float] = []
     delays = itertools.cycle([0.0, 0.4, 0.0, 0.1, 0.5, 0.0, 0.3])
-    for slot in [s for m in range(MINUTE, MINUTE + 4) for s in minute_slots(m, rpm, BOOKS)]:
+    for slot in [s for m in range(MINUTE, MINUTE + 4) for s in grid_minute(m, rpm, BOOKS)]:
         when = pacer.start_time(slot.at, slot.at + next(delays), max_late)
         if when is not None:
             pacer.record(when)

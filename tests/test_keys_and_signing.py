@@ -5,25 +5,27 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bitso_collector.bitso_client import RequestSigner, order_book_path
-from bitso_collector.keys import claim_key, run_record_key, snapshot_key
 from bitso_collector.signing import ApiCredentials, NonceSource, authorization_header, signature
+from bitso_format import claim_name, run_record_name, seconds_to_ms, snapshot_name
 
 SLOT_MS = int(datetime(2026, 11, 24, 10, 15, 7, 118000, tzinfo=UTC).timestamp() * 1000)
 MINUTE = datetime(2026, 11, 24, 10, 15, tzinfo=UTC).timestamp()
 
 
 def test_snapshot_names_follow_the_design() -> None:
-    assert snapshot_key("", "btc_mxn", SLOT_MS) == "2026/11/24/10/btc_mxn_20261124T101507.118Z.json"
     assert (
-        snapshot_key("raw/bitso", "eth_mxn", SLOT_MS, "gzip")
+        snapshot_name("", "btc_mxn", SLOT_MS) == "2026/11/24/10/btc_mxn_20261124T101507.118Z.json"
+    )
+    assert (
+        snapshot_name("raw/bitso", "eth_mxn", SLOT_MS, "gzip")
         == "raw/bitso/2026/11/24/10/eth_mxn_20261124T101507.118Z.json.gz"
     )
-    assert snapshot_key("", "btc_mxn", SLOT_MS - 7118).endswith("T101500.000Z.json")
+    assert snapshot_name("", "btc_mxn", SLOT_MS - 7118).endswith("T101500.000Z.json")
 
 
 def test_run_record_and_claim_names() -> None:
-    assert run_record_key("", MINUTE) == "_runs/2026/11/24/10/20261124T1015Z.json"
-    assert claim_key("p", MINUTE) == "p/_runs/2026/11/24/10/20261124T1015Z.claim"
+    assert run_record_name("", seconds_to_ms(MINUTE)) == "_runs/2026/11/24/10/20261124T1015Z.json"
+    assert claim_name("p", seconds_to_ms(MINUTE)) == "p/_runs/2026/11/24/10/20261124T1015Z.claim"
 
 
 def test_signature_matches_an_independent_hmac() -> None:

@@ -19,15 +19,17 @@ from typing import Any
 
 import pytest
 
+from bitso_collector.app import HTTP_STATUS
 from bitso_collector.call_options import CallOptions
 from bitso_collector.clock import ShiftedClock
 from bitso_collector.config import Settings
-from bitso_collector.grid import Slot, minute_slots, slot_spacing
-from bitso_collector.logs import JsonLogger
+from bitso_collector.grid import Slot, slot_spacing
 from bitso_collector.pacing import Pacer
 from bitso_collector.runner import Collector
 from bitso_collector.sinks import LocalSink
 from bitso_collector.strategies import make_strategy
+from bitso_format import grid_minute
+from bitso_logs import JsonLogger
 from bitso_testkit.fake_bitso import Behaviour, FakeBitso, RequestLog
 
 PERIOD_MS = 4000
@@ -77,7 +79,7 @@ class Harness:
         """
         minute_start = self.first_minute + index * PERIOD
         self.collector.sink = LocalSink(self.root / f"call{index}")
-        record = self.collector.run(CallOptions(schedule_time=minute_start, **options))
+        record = self.collector.run(CallOptions(schedule_time=minute_start, **options)).to_json()
         return record, self.clock.now()
 
     def at(self, index: int, seconds: float) -> float:
@@ -131,7 +133,7 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]
 # -- the invariants ---------------------------------------------------------------------------
 def slot_at_or_before(moment: float) -> Slot:
     minute = int(moment * 1000 // PERIOD_MS)
-    return [slot for slot in minute_slots(minute, RPM, BOOKS, PERIOD_MS) if slot.at <= moment][-1]
+    return [slot for slot in grid_minute(minute, RPM, BOOKS, PERIOD_MS) if slot.at <= moment][-1]
 
 
 def assert_one_start_per_slot(h: Harness) -> None:
@@ -243,7 +245,7 @@ def test_a_throttling_reply_stops_the_minute(harness: Harness) -> None:
     assert returned < h.first_minute + PERIOD
     statuses = [entry.status for _, entry in h.requests()]
     assert statuses == [200, 200, 200, 420], "no request may follow the throttling reply"
-    assert record["status"] == "throttled" and record["http_status"] == 503
+    assert record["status"] == "throttled" and HTTP_STATUS[record["status"]] == 503
     assert record["throttled"] == 1 and record["requests_sent"] == 4
     assert record["skipped_after_throttle"] == record["slots_planned"] - 4
     assert_one_start_per_slot(h)

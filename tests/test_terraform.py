@@ -634,7 +634,69 @@ def test_archives_read_the_right_directories_without_caches(tf: dict[str, Any]) 
     assert '"bitso_archive/${f}" =>' in local["compact_hour_files"]
     fetch_archive = tf["data"][("archive_file", "fetch_book")]
     dynamic = fetch_archive["dynamic"][0]['"source"']
-    assert expr(dynamic["for_each"]) == "toset(local.fetch_book_files)"
+    assert expr(dynamic["for_each"]) == "local.fetch_book_files"
+    # The stdlib-only shared modules go into both zips, beside main.py.
+    shared = local["shared_modules"]
+    assert '"bitso_format.py"' in shared and '"bitso_logs.py"' in shared
+    for name in ("fetch_book_files", "compact_hour_files"):
+        assert "local.shared_modules" in local[name], name
+
+
+@pytest.mark.parametrize(
+    ("function", "packages", "entry"),
+    [
+        ("fetch_book", [], "fetch_book"),
+        ("compact_hour", ["bitso_archive"], "compact_hour"),
+    ],
+)
+def test_each_zip_is_self_contained(
+    tmp_path: Path, function: str, packages: list[str], entry: str
+) -> None:
+    """Lay out the files the way the archive_file blocks do and import main.py from there alone:
+    every module it needs is in the zip, none comes from the repository."""
+    import shutil
+    import subprocess
+    import sys
+
+    def kept(path: Path) -> bool:
+        text = path.as_posix()
+        return not ("__pycache__" in text or text.endswith(".pyc") or "/." in f"/{text}")
+
+    root = Path(__file__).resolve().parents[1]
+    sources = {
+        rel: root / "functions" / function / rel
+        for rel in (
+            p.relative_to(root / "functions" / function)
+            for p in (root / "functions" / function).rglob("*")
+            if p.is_file()
+        )
+        if kept(rel)
+    }
+    for package in packages:
+        for path in (root / package).rglob("*"):
+            if path.is_file() and kept(path.relative_to(root)):
+                sources[path.relative_to(root)] = path
+    for module in ("bitso_format.py", "bitso_logs.py"):
+        sources[Path(module)] = root / module
+    for rel, src in sources.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, tmp_path / rel)
+    code = (
+        "import sys, main, bitso_format, bitso_logs;"
+        f"assert callable(main.{entry});"
+        "ours = [(n, m.__file__) for n, m in sys.modules.items()"
+        " if n == 'main' or n.startswith('bitso_')];"
+        "outside = [o for o in ours if not (o[1] or '').startswith(sys.argv[1])];"
+        "assert ours and not outside, outside"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path) + "/"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def test_fetch_book_file_selection_excludes_caches() -> None:
@@ -832,10 +894,13 @@ NOT_DEPLOYED_ENV = {*LOCAL_ONLY_ENV, "SECRET_MANAGER_ENDPOINT", "GCP_PROJECT"}
 
 
 def environment_read_by_the_function() -> set[str]:
-    """Every environment variable name the collector's code reads, found in its source."""
-    package = Path(__file__).parents[1] / "functions" / "fetch_book" / "bitso_collector"
+    """Every environment variable name the collector's code reads, found in its source (the
+    package and the shared modules zipped beside it)."""
+    root = Path(__file__).parents[1]
+    package = root / "functions" / "fetch_book" / "bitso_collector"
+    sources = [*package.rglob("*.py"), root / "bitso_format.py", root / "bitso_logs.py"]
     names: set[str] = set()
-    for source in package.rglob("*.py"):
+    for source in sources:
         text = source.read_text()
         names |= set(re.findall(r'(?:get|environ\.get|getenv)\(\s*"([A-Z][A-Z0-9_]+)"', text))
         names |= set(re.findall(r'^[A-Z_]+_ENV = "([A-Z][A-Z0-9_]+)"', text, re.MULTILINE))

@@ -51,11 +51,21 @@ locals {
   # caches and byte code never end up in the archive, and the hash (hence the
   # object name, hence a redeploy) changes only when real source changes.
   # Sources must be UTF-8 text (file() reads them).
+  # The stdlib-only modules both functions share (the archive format and the JSON logger) go in
+  # beside each main.py, so `import bitso_format` works in the function as it does locally.
+  repo_root = "${path.module}/../.."
+  shared_modules = {
+    for f in ["bitso_format.py", "bitso_logs.py"] : f => "${local.repo_root}/${f}"
+  }
+
   fetch_book_dir = "${path.module}/../../functions/fetch_book"
-  fetch_book_files = sort([
-    for f in fileset(local.fetch_book_dir, "**") : f
-    if !strcontains(f, "__pycache__") && !endswith(f, ".pyc") && !startswith(f, ".") && !strcontains(f, "/.")
-  ])
+  fetch_book_files = merge(
+    {
+      for f in fileset(local.fetch_book_dir, "**") : f => "${local.fetch_book_dir}/${f}"
+      if !strcontains(f, "__pycache__") && !endswith(f, ".pyc") && !startswith(f, ".") && !strcontains(f, "/.")
+    },
+    local.shared_modules,
+  )
 
   compact_hour_dir  = "${path.module}/../../functions/compact_hour"
   bitso_archive_dir = "${path.module}/../../bitso_archive"
@@ -70,6 +80,7 @@ locals {
       for f in fileset(local.bitso_archive_dir, "**") : "bitso_archive/${f}" => "${local.bitso_archive_dir}/${f}"
       if !strcontains(f, "__pycache__") && !endswith(f, ".pyc") && !startswith(f, ".") && !strcontains(f, "/.")
     },
+    local.shared_modules,
   )
 
   # The summary line each fetch_book call logs (one JSON object, parsed by

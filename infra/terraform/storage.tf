@@ -92,10 +92,10 @@ data "archive_file" "fetch_book" {
   output_path = "${path.module}/.build/fetch_book.zip"
 
   dynamic "source" {
-    for_each = toset(local.fetch_book_files)
+    for_each = local.fetch_book_files
     content {
-      filename = source.value
-      content  = file("${local.fetch_book_dir}/${source.value}")
+      filename = source.key
+      content  = file(source.value)
     }
   }
 }

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from functions_framework import create_app
 
+from bitso_archive import compact_app
 from tests.archive.helpers import CORRUPT_NAME
 
 MAIN = Path(__file__).resolve().parents[2] / "functions" / "compact_hour" / "main.py"
@@ -22,6 +23,7 @@ def client(local_archive: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.delenv("OBJECT_PREFIX", raising=False)
     monkeypatch.delenv("COMPACTED_PREFIX", raising=False)
     monkeypatch.setenv("LOCAL_DATA_DIR", str(local_archive))
+    compact_app.reset_runtime()
     return create_app(target="compact_hour", source=str(MAIN)).test_client()
 
 
@@ -93,6 +95,7 @@ def test_compacts_in_gcs(
     monkeypatch.setenv("GCS_BUCKET", gcs_bucket.name)
     monkeypatch.setenv("OBJECT_PREFIX", "collector")
     monkeypatch.setenv("COMPACTED_PREFIX", "pq")
+    compact_app.reset_runtime()
     client = create_app(target="compact_hour", source=str(MAIN)).test_client()
     resp = client.post("/", json={"hour": "2026-11-20T10"})
     assert resp.status_code == 200, resp.get_data(as_text=True)

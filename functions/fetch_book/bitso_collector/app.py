@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import flask
+
+from bitso_logs import JsonLogger
 
 from .call_options import BadRequest, parse_call
 from .clock import Clock, SystemClock
 from .config import ConfigError, Settings, load_settings
 from .credentials import CredentialsError, resolve_credentials
 from .errors import StorageError
-from .logs import JsonLogger
+from .outcomes import CallStatus
+from .run_record import RunRecord
 from .runner import Collector
 from .sinks import make_sink
 from .strategies import make_strategy
@@ -25,6 +29,16 @@ from .strategies import make_strategy
 #: The clock every new runtime uses; a test launcher may replace it before the first call.
 clock: Clock = SystemClock()
 log = JsonLogger()
+
+#: The HTTP answer to each way a call can end.
+HTTP_STATUS = {
+    CallStatus.OK: 200,
+    CallStatus.DEGRADED: 200,
+    CallStatus.CLAIMED: 409,
+    CallStatus.THROTTLED: 503,
+    CallStatus.LOST: 500,
+    CallStatus.MISCONFIGURED: 500,
+}
 
 
 @dataclass
@@ -79,7 +93,9 @@ def handle(request: flask.Request) -> flask.Response:
         runtime = get_runtime()
     except (ConfigError, CredentialsError) as error:
         log.error("cannot start: bad configuration", reason=str(error))
-        return _answer({"error": str(error), "status": "misconfigured"}, 500)
+        now = clock.now()
+        record = RunRecord(uuid.uuid4().hex, now, now, CallStatus.MISCONFIGURED, error=str(error))
+        return _answer(record.to_json(), HTTP_STATUS[record.status])
     try:
         record = runtime.collector.run(options)
     except BadRequest as error:
@@ -93,4 +109,4 @@ def handle(request: flask.Request) -> flask.Response:
         return _answer(
             {"error": f"unexpected error: {type(error).__name__}", "status": "error"}, 500
         )
-    return _answer(record, record["http_status"])
+    return _answer(record.to_json(), HTTP_STATUS[record.status])

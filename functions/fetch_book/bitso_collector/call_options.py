@@ -6,8 +6,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bitso_format import parse_rfc3339
+
 from .config import ConfigError, validate_books
-from .timefmt import parse_rfc3339
 
 SCHEDULE_HEADER = "X-CloudScheduler-ScheduleTime"
 TRACE_HEADER = "X-Cloud-Trace-Context"
@@ -82,7 +83,7 @@ def parse_call(body: bytes, headers: Headers) -> CallOptions:
     raw_time = headers.get(SCHEDULE_HEADER)
     if raw_time:
         try:
-            schedule_time = parse_rfc3339(raw_time)
+            schedule_time = parse_rfc3339(raw_time) / 1000
         except ValueError:
             raise BadRequest(
                 f"{SCHEDULE_HEADER}={raw_time!r} is not an RFC 3339 time "

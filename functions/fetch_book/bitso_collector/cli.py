@@ -9,19 +9,20 @@ import argparse
 import json
 import sys
 
-from .app import build_runtime
+from bitso_format import MINUTE_MS, iso_minute, seconds_to_ms
+
+from .app import HTTP_STATUS, build_runtime
 from .call_options import BadRequest, CallOptions, parse_body
 from .clock import Clock, SystemClock
 from .config import ConfigError, load_settings
 from .credentials import CredentialsError
 from .errors import StorageError
-from .grid import MINUTE_MS, minute_of
-from .timefmt import iso_minute
+from .grid import minute_of
 
 
 def main(argv: list[str] | None = None, clock: Clock | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bitso_collector.cli", description="Collect Bitso order book snapshots."
+        prog="bitso-collect", description="Collect Bitso order book snapshots."
     )
     parser.add_argument("--minutes", type=int, default=1, help="whole minutes to collect (1)")
     parser.add_argument(
@@ -50,7 +51,10 @@ def main(argv: list[str] | None = None, clock: Clock | None = None) -> int:
         minute = minute_of(clock.now()) + (0 if args.now and index == 0 else 1)
         start = minute * MINUTE_MS / 1000
         if start > clock.now():
-            print(f"waiting {start - clock.now():.0f} s for {iso_minute(start)}", file=sys.stderr)
+            print(
+                f"waiting {start - clock.now():.0f} s for {iso_minute(seconds_to_ms(start))}",
+                file=sys.stderr,
+            )
             clock.sleep_until(start)
         try:
             record = collector.run(
@@ -61,15 +65,19 @@ def main(argv: list[str] | None = None, clock: Clock | None = None) -> int:
                 )
             )
         except StorageError as error:
-            print(f"{iso_minute(start)}: cannot claim the minute: {error}", file=sys.stderr)
+            print(
+                f"{iso_minute(seconds_to_ms(start))}: cannot claim the minute: {error}",
+                file=sys.stderr,
+            )
             failed = True
             continue
+        written = record.summary.written if record.summary else 0
         print(
-            f"{record['minute']}: {record['status']}, {record.get('written', 0)} snapshots "
-            f"written to {collector.sink.location('')}, run record {record.get('run_record')}",
+            f"{iso_minute(seconds_to_ms(start))}: {record.status}, {written} snapshots "
+            f"written to {collector.sink.location('')}, run record {record.location}",
             file=sys.stderr,
         )
-        failed = failed or record["http_status"] >= 400
+        failed = failed or HTTP_STATUS[record.status] >= 400
     collector.strategy.close()
     return 1 if failed else 0
 

@@ -11,8 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-BOOK_PATTERN = re.compile(r"^[a-z0-9]+_[a-z0-9]+$")
-BITSO_LIMIT_PER_MINUTE = 60
+from bitso_format import (
+    BITSO_LIMIT_PER_MINUTE,
+    BOOK_PATTERN,
+    DEFAULT_REQUESTS_PER_MINUTE,
+    parse_bucket,
+    parse_object_prefix,
+)
+
 STRATEGIES = ("sequential", "threaded", "asyncio")
 COMPRESSIONS = ("none", "gzip")
 _TRUE = ("true", "1", "yes", "on")
@@ -29,7 +35,7 @@ class Settings:
     books: tuple[str, ...] = ("btc_mxn",)
     api_url: str = "https://api.bitso.com"
     aggregate: bool = True
-    requests_per_minute: int = 59
+    requests_per_minute: int = DEFAULT_REQUESTS_PER_MINUTE
     strategy: str = "threaded"
     gcs_bucket: str | None = None
     local_data_dir: str = "data"
@@ -113,27 +119,17 @@ def _api_url(raw: str) -> str:
 
 
 def _prefix(raw: str) -> str:
-    value = raw.strip().strip("/")
-    if value and not re.fullmatch(r"[A-Za-z0-9._\-]+(/[A-Za-z0-9._\-]+)*", value):
-        raise ConfigError(
-            f"OBJECT_PREFIX={raw!r} is not allowed; use letters, digits, '.', '_', '-' "
-            "and '/' between parts"
-        )
-    return value
+    try:
+        return parse_object_prefix(raw)
+    except ValueError as error:
+        raise ConfigError(f"OBJECT_PREFIX={raw!r} {error}") from None
 
 
 def _bucket(raw: str) -> str | None:
-    value = raw.strip()
-    if value.startswith("gs://"):
-        value = value[len("gs://") :].rstrip("/")
-    if not value:
-        return None
-    if not re.fullmatch(r"[a-z0-9][a-z0-9._\-]{1,220}[a-z0-9]", value):
-        raise ConfigError(
-            f"GCS_BUCKET={raw!r} is not a bucket name; "
-            "allowed: 3-222 lower-case letters, digits, '-', '_' and '.'"
-        )
-    return value
+    try:
+        return parse_bucket(raw)
+    except ValueError as error:
+        raise ConfigError(f"GCS_BUCKET={raw!r} {error}") from None
 
 
 def _secret_name(name: str, raw: str) -> str | None:
@@ -185,7 +181,9 @@ def load_settings(
         books=parse_books(get("BITSO_BOOKS", "btc_mxn")),
         api_url=_api_url(get("BITSO_API_URL", "https://api.bitso.com")),
         aggregate=_boolean("BITSO_AGGREGATE", get("BITSO_AGGREGATE", "true")),
-        requests_per_minute=_requests_per_minute(get("REQUESTS_PER_MINUTE", "59")),
+        requests_per_minute=_requests_per_minute(
+            get("REQUESTS_PER_MINUTE", str(DEFAULT_REQUESTS_PER_MINUTE))
+        ),
         strategy=_choice("STRATEGY", get("STRATEGY", "threaded"), STRATEGIES),
         gcs_bucket=_bucket(get("GCS_BUCKET")),
         local_data_dir=get("LOCAL_DATA_DIR", "data").strip() or "data",

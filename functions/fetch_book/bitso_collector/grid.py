@@ -1,8 +1,7 @@
-"""The slot grid: how a minute's request budget is laid out in time and shared among books.
+"""Which of a minute's slots one call can still serve.
 
-A minute holds R slots at `minute_start + j * 60000 // R` milliseconds (j = 0..R-1). Global slot
-number `g = minute * R + j` goes to `books[g % len(books)]`, so books rotate evenly across minute
-boundaries. Times are integer milliseconds so every part of the project computes the same names.
+The grid itself (slot times, which book a slot belongs to) is part of the archive format and
+lives in `bitso_format`; this module adds what only the collector needs: arrival and lateness.
 """
 
 from __future__ import annotations
@@ -10,44 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-MINUTE_MS = 60_000
+from bitso_format import MINUTE_MS, GridSlot, grid_minute, seconds_to_ms
 
-
-@dataclass(frozen=True)
-class Slot:
-    number: int
-    at_ms: int
-    book: str
-
-    @property
-    def at(self) -> float:
-        """Scheduled start, seconds since the epoch."""
-        return self.at_ms / 1000
+#: A slot of the grid, as the collector schedules it.
+Slot = GridSlot
 
 
 def minute_of(epoch_seconds: float, period_ms: int = MINUTE_MS) -> int:
     """Index of the minute (of `period_ms`) that holds the given instant."""
-    return int(epoch_seconds * 1000 + 1e-6) // period_ms
-
-
-def slot_offset_ms(j: int, requests_per_minute: int, period_ms: int = MINUTE_MS) -> int:
-    return j * period_ms // requests_per_minute
-
-
-def minute_slots(
-    minute: int, requests_per_minute: int, books: Sequence[str], period_ms: int = MINUTE_MS
-) -> list[Slot]:
-    """Every slot of one minute, in time order, each with its book."""
-    start_ms = minute * period_ms
-    first = minute * requests_per_minute
-    return [
-        Slot(
-            number=first + j,
-            at_ms=start_ms + slot_offset_ms(j, requests_per_minute, period_ms),
-            book=books[(first + j) % len(books)],
-        )
-        for j in range(requests_per_minute)
-    ]
+    return seconds_to_ms(epoch_seconds) // period_ms
 
 
 def slot_spacing(requests_per_minute: int, period_ms: int = MINUTE_MS) -> float:
@@ -78,7 +48,7 @@ def slots_ahead(
     planned: list[Slot] = []
     missed: list[Slot] = []
     outside: list[Slot] = []
-    for slot in minute_slots(minute, requests_per_minute, books, period_ms):
+    for slot in grid_minute(minute, requests_per_minute, tuple(books), period_ms):
         if slot.at + max_late < now:
             missed.append(slot)
         elif until is not None and slot.at >= until:

@@ -5,24 +5,34 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass
+
+from bitso_format import (
+    MINUTE_MS,
+    claim_name,
+    iso_millis,
+    iso_minute,
+    run_record_name,
+    seconds_to_ms,
+)
+from bitso_logs import JsonLogger, trace_fields
 
 from .call_options import SCHEDULE_HEADER, BadRequest, CallOptions
 from .clock import Clock
 from .config import Settings
 from .errors import StorageError
-from .grid import MINUTE_MS, Coverage, minute_of, slot_spacing, slots_ahead
-from .keys import claim_key, run_record_key
-from .logs import JsonLogger, trace_fields
+from .grid import Coverage, minute_of, slot_spacing, slots_ahead
+from .ledger import SlotLedger
+from .outcomes import CallStatus
 from .pacing import Pacer
-from .recorder import CallRecorder, StorageOptions
+from .recorder import CallRecorder
+from .run_record import CallFacts, RunRecord
 from .sinks.base import Sink
+from .snapshot_writer import SnapshotWriter, StorageOptions
 from .strategies import FetchJob, Strategy
 from .strategies.base import TIMEOUT_HEADROOM_S
-from .timefmt import iso_millis, iso_minute
+from .summary import CallSummary, summarise
 
-SCHEMA_VERSION = 1
 EARLY_TOLERANCE_S = 10.0
 #: Fetching stops this long before the minute ends (requests time out `TIMEOUT_HEADROOM_S`
 #: earlier). 0.3 s lets the reply of the minute's second-to-last slot (at 57.97 s) take 1.63 s and
@@ -36,8 +46,6 @@ FINISH_MARGIN_S = 0.15
 ANSWER_MARGIN_S = 0.02
 #: With `duration_seconds`, how long after the window replies and writes may still take.
 REPLY_GRACE_S = 3.0
-
-STATUS_HTTP = {"ok": 200, "degraded": 200, "claimed": 409, "throttled": 503, "lost": 500}
 
 
 @dataclass(frozen=True)
@@ -81,14 +89,14 @@ def plan_call(
     return CallPlan(minute, minute_start, books, coverage, max_late, deadline, finish_by, answer_by)
 
 
-def call_status(summary: dict[str, Any], missed_late: int) -> str:
-    if summary["lost"]:
-        return "lost"
-    if summary["throttled"]:
-        return "throttled"
-    if summary["failed"] or missed_late:
-        return "degraded"
-    return "ok"
+def call_status(summary: CallSummary, missed_late: int) -> CallStatus:
+    if summary.lost:
+        return CallStatus.LOST
+    if summary.throttled:
+        return CallStatus.THROTTLED
+    if summary.failed or missed_late:
+        return CallStatus.DEGRADED
+    return CallStatus.OK
 
 
 class Collector:
@@ -111,53 +119,52 @@ class Collector:
         self.period_ms = period_ms
         self.pacer = Pacer(settings.requests_per_minute, period_ms / 1000)
 
-    def run(self, options: CallOptions) -> dict[str, Any]:
-        """The run record of one call (its `http_status` is the answer to send)."""
+    def run(self, options: CallOptions) -> RunRecord:
+        """The run record of one call (stored, unless the minute was claimed already)."""
         arrived = self.clock.now()
         cpu_start = time.process_time()
         plan = plan_call(self.settings, options, arrived, self.period_ms)
         run_id = uuid.uuid4().hex
+        minute_ms = seconds_to_ms(plan.minute_start)
         log = self.log.bind(
             run_id=run_id,
-            minute=iso_minute(plan.minute_start),
+            minute=iso_minute(minute_ms),
             books=list(plan.books),
             **trace_fields(options.trace_header),
         )
-        record: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "run_id": run_id,
-            "minute": iso_minute(plan.minute_start),
-            "started_at": iso_millis(arrived),
-            "scheduled": options.schedule_time is not None,
-            "strategy": self.strategy.name,
-            "books": list(plan.books),
-            "requests_per_minute": self.settings.requests_per_minute,
-            "aggregate": self.settings.aggregate,
-            "slots_in_minute": self.settings.requests_per_minute,
-            "slots_planned": len(plan.coverage.planned),
-            "slots_missed_late": len(plan.coverage.missed_late),
-            "slots_outside_window": len(plan.coverage.outside_window),
-        }
+        facts = CallFacts(
+            minute_start=plan.minute_start,
+            scheduled=options.schedule_time is not None,
+            strategy=self.strategy.name,
+            books=plan.books,
+            requests_per_minute=self.settings.requests_per_minute,
+            aggregate=self.settings.aggregate,
+            slots_planned=len(plan.coverage.planned),
+            slots_missed_late=len(plan.coverage.missed_late),
+            slots_outside_window=len(plan.coverage.outside_window),
+        )
         prefix = self.settings.object_prefix
-        claim = json.dumps({"run_id": run_id, "claimed_at": iso_millis(arrived)}).encode()
+        claim = json.dumps(
+            {"run_id": run_id, "claimed_at": iso_millis(seconds_to_ms(arrived))}
+        ).encode()
         # A claim that lands after fetching would have stopped is of no use to this call.
-        if not self.sink.create(
-            claim_key(prefix, plan.minute_start), claim, deadline=plan.deadline
-        ):
-            record.update(status="claimed", http_status=409, finished_at=iso_millis(arrived))
+        if not self.sink.create(claim_name(prefix, minute_ms), claim, deadline=plan.deadline):
             log.warning(
                 "minute already claimed by another call; nothing requested",
                 event="run_summary",
-                status="claimed",
+                status=str(CallStatus.CLAIMED),
                 written=0,
                 failed=0,
                 throttled=0,
                 lost=0,
             )
-            return record
+            return RunRecord(run_id, arrived, arrived, CallStatus.CLAIMED, facts)
 
         storage = StorageOptions(prefix, self.settings.compression, self.settings.aggregate)
-        recorder = CallRecorder(self.sink, storage, self.clock, log, finish_by=plan.finish_by)
+        ledger = SlotLedger()
+        writer = SnapshotWriter(
+            self.sink, storage, ledger, self.clock, log, finish_by=plan.finish_by
+        )
         job = FetchJob(
             slots=plan.coverage.planned,
             clock=self.clock,
@@ -165,57 +172,61 @@ class Collector:
             max_late=plan.max_late,
             deadline=plan.deadline,
             aggregate=self.settings.aggregate,
-            recorder=recorder,
+            recorder=CallRecorder(ledger, writer, storage, log),
             timeout_headroom=TIMEOUT_HEADROOM_S * self.period_ms / MINUTE_MS,
         )
         self.strategy.run(job)
-        recorder.close_fetching()
-        recorder.finish_writes(plan.finish_by)
-        summary = recorder.summary()
+        ledger.close_fetching()
+        writer.finish(plan.finish_by)
+        summary = summarise(ledger.view())
         # A call that asked for a window of seconds did not ask for the slots before it.
         missed = len(plan.coverage.missed_late) if options.duration_seconds is None else 0
-        status = call_status(summary, missed)
-        finished = self.clock.now()
-        record.update(summary)
-        record.update(
-            status=status,
-            http_status=STATUS_HTTP[status],
-            finished_at=iso_millis(finished),
-            duration_ms=round((finished - arrived) * 1000, 1),
+        record = RunRecord(
+            run_id,
+            arrived,
+            self.clock.now(),
+            call_status(summary, missed),
+            facts,
+            summary,
             cpu_ms=round((time.process_time() - cpu_start) * 1000, 1),
         )
-        self._store_record(record, plan, log)
-        self._log_summary(record, log)
+        record = self._store(record, minute_ms, plan, log)
+        self._log_summary(record, summary, log)
         return record
 
-    def _store_record(self, record: dict[str, Any], plan: CallPlan, log: JsonLogger) -> None:
-        key = run_record_key(self.settings.object_prefix, plan.minute_start)
-        data = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+    def _store(
+        self, record: RunRecord, minute_ms: int, plan: CallPlan, log: JsonLogger
+    ) -> RunRecord:
+        """The record as stored (with its location), or as it is when it cannot be stored."""
+        key = run_record_name(self.settings.object_prefix, minute_ms)
+        stored = record.stored_at(self.sink.location(key))
+        data = (json.dumps(stored.to_json(), separators=(",", ":")) + "\n").encode()
         try:
             self.sink.create(key, data, deadline=plan.answer_by)
-            record["run_record"] = self.sink.location(key)
         except StorageError as error:
             log.error("run record not stored", key=key, reason=str(error))
+            return record
+        return stored
 
     @staticmethod
-    def _log_summary(record: dict[str, Any], log: JsonLogger) -> None:
-        status = record["status"]
-        severity = {"ok": "INFO", "degraded": "WARNING"}.get(status, "ERROR")
+    def _log_summary(record: RunRecord, summary: CallSummary, log: JsonLogger) -> None:
+        status = record.status
+        facts = record.facts
+        assert facts is not None  # a call that ran had a plan
+        severity = {CallStatus.OK: "INFO", CallStatus.DEGRADED: "WARNING"}.get(status, "ERROR")
         log.log(
             severity,
-            f"run finished: {status}, {record['written']} of {record['slots_planned']} "
-            "snapshots written",
+            f"run finished: {status}, {summary.written} of {facts.slots_planned} snapshots written",
             event="run_summary",
-            status=status,
-            http_status=record["http_status"],
-            planned=record["slots_planned"],
-            missed_late=record["slots_missed_late"],
-            written=record["written"],
-            duplicates=record["duplicates"],
-            failed=sum(record["failed"].values()),
-            failed_by_reason=record["failed"],
-            throttled=record["throttled"],
-            lost=len(record["lost"]),
-            lateness_ms=record["lateness_ms"],
-            duration_ms=record["duration_ms"],
+            status=str(status),
+            planned=facts.slots_planned,
+            missed_late=facts.slots_missed_late,
+            written=summary.written,
+            duplicates=summary.duplicates,
+            failed=sum(summary.failed.values()),
+            failed_by_reason=summary.failed,
+            throttled=summary.throttled,
+            lost=len(summary.lost),
+            lateness_ms=asdict(summary.lateness_ms),
+            duration_ms=round((record.finished_at - record.started_at) * 1000, 1),
         )

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
-import re
 from typing import Any
 
-from .errors import MalformedReply
-from .timefmt import iso_millis
+from bitso_format import DECIMAL_PATTERN, SNAPSHOT_SCHEMA_VERSION, iso_millis, seconds_to_ms
 
-SCHEMA_VERSION = 1
-_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+from .errors import MalformedReply
 
 
 def _levels(levels: list[Any], side: str, keep_oid: bool) -> list[dict[str, str]]:
@@ -20,9 +17,9 @@ def _levels(levels: list[Any], side: str, keep_oid: bool) -> list[dict[str, str]
         if not isinstance(level, dict):
             raise MalformedReply(f"{side}[{index}] is not an object")
         price, amount = level.get("price"), level.get("amount")
-        if not (isinstance(price, str) and _DECIMAL.fullmatch(price)):
+        if not (isinstance(price, str) and DECIMAL_PATTERN.fullmatch(price)):
             raise MalformedReply(f"{side}[{index}].price is not a decimal string: {price!r}")
-        if not (isinstance(amount, str) and _DECIMAL.fullmatch(amount)):
+        if not (isinstance(amount, str) and DECIMAL_PATTERN.fullmatch(amount)):
             raise MalformedReply(f"{side}[{index}].amount is not a decimal string: {amount!r}")
         entry = {"price": price, "amount": amount}
         if keep_oid:
@@ -50,11 +47,11 @@ def normalise(
     if not (isinstance(updated_at, str) and updated_at):
         raise MalformedReply(f"updated_at is missing or not a string: {updated_at!r}")
     return {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": SNAPSHOT_SCHEMA_VERSION,
         "book": book,
-        "slot": iso_millis(slot_at),
-        "requested_at": iso_millis(requested_at),
-        "received_at": iso_millis(received_at),
+        "slot": iso_millis(seconds_to_ms(slot_at)),
+        "requested_at": iso_millis(seconds_to_ms(requested_at)),
+        "received_at": iso_millis(seconds_to_ms(received_at)),
         "latency_ms": round((received_at - requested_at) * 1000, 1),
         "sequence": int(raw_sequence),
         "updated_at": updated_at,

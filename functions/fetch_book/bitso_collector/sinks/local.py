@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import uuid
 from pathlib import Path
+
+from bitso_format import write_new_file
 
 from ..errors import StorageError
 
@@ -27,22 +26,7 @@ class LocalSink:
         deadline: float | None = None,
     ) -> bool:
         path = self.root / key
-        if path.exists():
-            return False
-        temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(temp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            # link() fails when the name exists, which rename() would silently overwrite.
-            os.link(temp, path)
-        except FileExistsError:
-            return False
+            return write_new_file(path, data)
         except OSError as error:
             raise StorageError(f"cannot write {path}: {error.strerror or error}") from error
-        finally:
-            with contextlib.suppress(OSError):
-                temp.unlink()
-        return True

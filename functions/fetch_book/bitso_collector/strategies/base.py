@@ -11,12 +11,10 @@ from typing import Protocol
 
 from ..clock import Clock
 from ..grid import Slot
+from ..outcomes import Outcome
 from ..pacing import Pacer
-from ..recorder import AFTER_THROTTLE, CallRecorder
+from ..recorder import CallRecorder
 
-LATE = "late"
-DEADLINE = "deadline"
-IN_FLIGHT_LIMIT = "in_flight_limit"
 #: A request times out this long before the deadline, so a hung reply is counted as a timeout
 #: and only a request that could not even be timed out is counted as abandoned.
 TIMEOUT_HEADROOM_S = 0.1
@@ -49,14 +47,14 @@ class Strategy(Protocol):
 def next_start(job: FetchJob, slot: Slot) -> float | None:
     """When to start the slot's request, or None (recorded) when it must be skipped."""
     if job.recorder.throttled:
-        job.recorder.skipped(slot, AFTER_THROTTLE)
+        job.recorder.skipped(slot, Outcome.AFTER_THROTTLE)
         return None
     when = job.pacer.start_time(slot.at, job.clock.now(), job.max_late)
     if when is None:
-        job.recorder.skipped(slot, LATE)
+        job.recorder.skipped(slot, Outcome.LATE)
         return None
     if when >= job.deadline:
-        job.recorder.skipped(slot, DEADLINE)
+        job.recorder.skipped(slot, Outcome.DEADLINE)
         return None
     return when
 
@@ -65,10 +63,10 @@ def begin(job: FetchJob, slot: Slot, room: bool = True) -> float | None:
     """Called at the start time: records the start and returns it, or None when the slot must be
     skipped after all (throttled meanwhile, or no room for another request in flight)."""
     if job.recorder.throttled:
-        job.recorder.skipped(slot, AFTER_THROTTLE)
+        job.recorder.skipped(slot, Outcome.AFTER_THROTTLE)
         return None
     if not room:
-        job.recorder.skipped(slot, IN_FLIGHT_LIMIT)
+        job.recorder.skipped(slot, Outcome.IN_FLIGHT_LIMIT)
         return None
     started = job.clock.now()
     job.pacer.record(started)

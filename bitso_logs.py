@@ -1,5 +1,7 @@
-"""Structured logs: one JSON object a line on stdout, with `severity` and `message`, so Cloud
-Logging parses them into jsonPayload. Never pass credentials as fields."""
+"""Structured logs for both functions: one JSON object a line on stdout, with `severity` and
+`message`, so Cloud Logging parses them into jsonPayload. Never pass credentials as fields.
+
+Standard library only; terraform zips this file into each function beside `bitso_format.py`."""
 
 from __future__ import annotations
 

@@ -1,0 +1,104 @@
+"""The slot ledger: what happened to each slot of one call, safe to update from any thread.
+
+The first outcome a slot gets is final; once fetching is closed, late replies change nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from .grid import Slot
+from .outcomes import Outcome
+
+
+@dataclass(frozen=True)
+class LostSnapshot:
+    """A reply that was fetched but could not be stored."""
+
+    slot: Slot
+    reason: str
+
+
+@dataclass(frozen=True)
+class LedgerView:
+    """A consistent copy of the ledger, for the summary."""
+
+    slots: dict[int, Slot]
+    started_at: dict[int, float]
+    outcomes: dict[int, Outcome]
+    lost: tuple[LostSnapshot, ...]
+    throttle_replies: int
+
+
+class SlotLedger:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._throttled = threading.Event()
+        self._closed = False
+        self._slots: dict[int, Slot] = {}
+        self._started_at: dict[int, float] = {}
+        self._outcomes: dict[int, Outcome] = {}
+        self._writing: set[int] = set()
+        self._lost: list[LostSnapshot] = []
+        self._throttle_replies = 0
+
+    @property
+    def throttled(self) -> bool:
+        return self._throttled.is_set()
+
+    def started(self, slot: Slot, at: float) -> None:
+        with self._lock:
+            self._slots[slot.number] = slot
+            self._started_at[slot.number] = at
+
+    def settle(self, slot: Slot, outcome: Outcome) -> bool:
+        """Give the slot its outcome; False when it already had one or fetching is closed."""
+        if outcome is Outcome.THROTTLED:
+            with self._lock:
+                self._throttle_replies += 1
+            self._throttled.set()
+        with self._lock:
+            if self._closed or slot.number in self._outcomes or slot.number in self._writing:
+                return False
+            self._slots[slot.number] = slot
+            self._outcomes[slot.number] = outcome
+            return True
+
+    def begin_write(self, slot: Slot) -> bool:
+        """Mark the slot's reply as being stored; False when the slot is already settled."""
+        with self._lock:
+            if self._closed or slot.number in self._outcomes or slot.number in self._writing:
+                return False
+            self._slots[slot.number] = slot
+            self._writing.add(slot.number)
+            return True
+
+    def end_write(self, slot: Slot, outcome: Outcome, reason: str = "") -> bool:
+        """The write ended (written, duplicate or lost); False when it was already given up."""
+        with self._lock:
+            if slot.number not in self._writing:
+                return False
+            self._writing.discard(slot.number)
+            self._outcomes[slot.number] = outcome
+            if outcome is Outcome.LOST:
+                self._lost.append(LostSnapshot(slot, reason))
+            return True
+
+    def close_fetching(self) -> None:
+        """From now on replies are ignored; slots started without an outcome are abandoned."""
+        with self._lock:
+            self._closed = True
+            for number in self._started_at:
+                if number not in self._writing:
+                    self._outcomes.setdefault(number, Outcome.ABANDONED)
+
+    def view(self) -> LedgerView:
+        with self._lock:
+            return LedgerView(
+                dict(self._slots),
+                dict(self._started_at),
+                dict(self._outcomes),
+                tuple(self._lost),
+                self._throttle_replies,
+            )

@@ -1,0 +1,82 @@
+"""The run record of one call: typed, built in one place, and the same stored or replied.
+
+`to_json` gives the stored layout (schemas/run_record.schema.json); fields a path does not have
+(the counts of a claimed minute, the plan of a misconfigured instance) are left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from bitso_format import RUN_RECORD_SCHEMA_VERSION, iso_millis, iso_minute, seconds_to_ms
+
+from .outcomes import CallStatus
+from .summary import CallSummary
+
+
+@dataclass(frozen=True)
+class CallFacts:
+    """What a call was asked to do and could plan, known before its first request."""
+
+    minute_start: float
+    scheduled: bool
+    strategy: str
+    books: tuple[str, ...]
+    requests_per_minute: int
+    aggregate: bool
+    slots_planned: int
+    slots_missed_late: int
+    slots_outside_window: int
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    started_at: float
+    finished_at: float
+    status: CallStatus
+    facts: CallFacts | None = None
+    summary: CallSummary | None = None
+    cpu_ms: float | None = None
+    #: Why the call could not run at all (a misconfigured instance).
+    error: str | None = None
+    #: Where the record is stored; None when it is not (not stored, or nothing to store).
+    location: str | None = None
+
+    def stored_at(self, location: str | None) -> RunRecord:
+        return replace(self, location=location)
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"schema_version": RUN_RECORD_SCHEMA_VERSION, "run_id": self.run_id}
+        facts = self.facts
+        if facts is not None:
+            body["minute"] = iso_minute(seconds_to_ms(facts.minute_start))
+        body["started_at"] = iso_millis(seconds_to_ms(self.started_at))
+        if facts is not None:
+            body.update(
+                scheduled=facts.scheduled,
+                strategy=facts.strategy,
+                books=list(facts.books),
+                requests_per_minute=facts.requests_per_minute,
+                aggregate=facts.aggregate,
+                slots_in_minute=facts.requests_per_minute,
+                slots_planned=facts.slots_planned,
+                slots_missed_late=facts.slots_missed_late,
+                slots_outside_window=facts.slots_outside_window,
+            )
+        if self.summary is not None:
+            summary = asdict(self.summary)
+            summary["lost"] = list(summary["lost"])
+            summary["failures"] = list(summary["failures"])
+            body.update(summary)
+        body["status"] = str(self.status)
+        if self.error is not None:
+            body["error"] = self.error
+        body["finished_at"] = iso_millis(seconds_to_ms(self.finished_at))
+        if self.summary is not None:
+            body["duration_ms"] = round((self.finished_at - self.started_at) * 1000, 1)
+            body["cpu_ms"] = self.cpu_ms
+        if self.location is not None:
+            body["run_record"] = self.location
+        return body
