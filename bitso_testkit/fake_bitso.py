@@ -7,7 +7,9 @@
 - At most `limit` request starts in any rolling `window` seconds; past it, 420 with code 0801 and
   every request is refused for one more window (Bitso's lockout).
 - A neighbour on the same IP (`neighbour_per_window`): another client whose request starts, evenly
-  spaced, count against the same window and lockout, so a 420 can come from the shared budget.
+  spaced, count against the same window and lockout, so a 420 can come from the shared budget. It
+  has been spending at that pace for a window already when it is configured.
+- Its own clock (`clock`, default the real one): a test can run it on the collector's timeline.
 - Faults on demand, scripted per request or as the default: latency, 5xx, malformed or truncated
   bodies, hung connections. Signatures are checked when the fake knows the keys.
 
@@ -144,14 +146,20 @@ class BookState:
 class FakeBitso(LoopbackServer):
     """The fake as an object: `with FakeBitso() as fake: fake.url ...`."""
 
-    def __init__(self, behaviour: Behaviour | None = None, port: int = 0) -> None:
+    def __init__(
+        self,
+        behaviour: Behaviour | None = None,
+        port: int = 0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.behaviour = behaviour or Behaviour()
+        self.clock = clock
         self.requests: list[RequestLog] = []
         self.served: list[dict[str, Any]] = []
         self._neighbour: list[NeighbourStart] = []
         self._starts: deque[float] = deque()
         self._locked_until = 0.0
-        self._neighbour_next = time.time()
+        self._neighbour_next = clock() - self.behaviour.window
         self._books = {name: BookState(name, seed) for seed, name in enumerate(BOOKS)}
         self._rng = random.Random(7)
         self._lock = threading.Lock()
@@ -163,9 +171,9 @@ class FakeBitso(LoopbackServer):
                 if name == "script":
                     self.behaviour.script = deque(value)
                 elif name == "neighbour_per_window":
-                    self._neighbour_until(time.time())
+                    self._neighbour_until(self.clock())
                     self.behaviour.neighbour_per_window = int(value)
-                    self._neighbour_next = time.time()
+                    self._neighbour_next = self.clock() - self.behaviour.window
                 elif hasattr(self.behaviour, name):
                     setattr(self.behaviour, name, value)
                 else:
@@ -179,7 +187,7 @@ class FakeBitso(LoopbackServer):
     def neighbour_starts(self) -> list[NeighbourStart]:
         """The neighbour's requests so far, oldest first."""
         with self._lock:
-            self._neighbour_until(time.time())
+            self._neighbour_until(self.clock())
             return list(self._neighbour)
 
     # -- what one request gets ------------------------------------------------------------
@@ -302,7 +310,7 @@ def _handler_for(fake: FakeBitso) -> type[BaseHTTPRequestHandler]:
             self._send(200, b'{"ok": true}')
 
         def _order_book(self, query: str) -> None:
-            now = time.time()
+            now = fake.clock()
             params = parse_qs(query)
             book = params.get("book", [None])[0]
             aggregate = params.get("aggregate", ["true"])[0] != "false"

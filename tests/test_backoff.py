@@ -54,6 +54,17 @@ def test_the_pace_is_earned_back_a_step_a_clean_minute_up_to_the_ceiling() -> No
     assert state.mode(LOCKOUT_S, FULL) is PaceMode.FULL
 
 
+def test_the_share_bitso_left_us_caps_the_recovery() -> None:
+    # 30 of ours were accepted in the window before the refusal: a neighbour spent the other 30.
+    state = after_throttle(initial_state(POLICY), POLICY, FULL, 0.0, share=30)
+    assert (state.pace, state.ceiling) == (29, 29)
+    state = after_throttle(initial_state(POLICY), POLICY, FULL, 0.0, share=10)
+    assert (state.pace, state.ceiling) == (9, 9)
+    for _ in range(5):
+        state = after_clean_minute(state, POLICY, state.pace)
+    assert state.pace == 9
+
+
 def test_a_second_throttle_caps_the_pace_at_the_last_clean_one() -> None:
     state = after_throttle(initial_state(POLICY), POLICY, FULL, 0.0)
     state = after_clean_minute(state, POLICY, 29)  # 29 ran clean, 32 next

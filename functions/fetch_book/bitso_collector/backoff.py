@@ -3,11 +3,13 @@
 A throttling reply means Bitso has locked the IP out for a minute, and repeated lockouts can
 bring a 24-hour block. So after one the instance sends Bitso nothing until a lockout after the
 last throttling reply, then resumes at half the pace that was throttled and earns the pace back
-a few slots per clean minute, up to a ceiling: the last pace that ran clean, and never the pace
-that was throttled. Only after a run of clean minutes at that ceiling does it try one slot more
-(and climbs on if that runs clean); every throttle doubles that run. A neighbour who keeps
-spending part of the budget so costs a share of it, and at worst a lockout that comes ever more
-rarely, never two minutes in a row.
+a few slots per clean minute, up to a ceiling. The ceiling is the lowest of: the last pace that
+ran clean, one below the pace that was throttled, and one below our share, the number of our
+own requests Bitso had accepted in the window before it refused one (the rest of the window was
+a neighbour's). Only after a run of clean minutes at that ceiling does it try one slot more (and
+climbs on if that runs clean); every throttle doubles that run. A neighbour who keeps spending
+part of the budget so costs a share of it, and at worst a lockout that comes ever more rarely,
+never two minutes in a row.
 
 Pure: transitions take the times they need. The runner keeps one `PaceState` per instance (the
 instance's module-level runtime), so a new instance starts at the full pace.
@@ -79,13 +81,21 @@ def initial_state(policy: PacePolicy) -> PaceState:
 
 
 def after_throttle(
-    state: PaceState, policy: PacePolicy, pace_used: int, replied_at: float
+    state: PaceState,
+    policy: PacePolicy,
+    pace_used: int,
+    replied_at: float,
+    share: int | None = None,
 ) -> PaceState:
-    """A minute run at `pace_used` got its last throttling reply at `replied_at`."""
-    ceiling = max(1, min(pace_used - 1, state.last_clean_pace))
+    """A minute run at `pace_used` got its last throttling reply at `replied_at`; `share` is how
+    many of our requests started in the window before the first refused one (None: unknown)."""
+    limits = [pace_used - 1, state.last_clean_pace]
+    if share is not None:
+        limits.append(share - 1)
+    ceiling = max(1, min(limits))
     return replace(
         state,
-        pace=max(1, pace_used // 2),
+        pace=max(1, min(pace_used // 2, ceiling)),
         ceiling=ceiling,
         last_clean_pace=min(state.last_clean_pace, ceiling),
         clean_at_ceiling=0,

@@ -11,6 +11,7 @@ from typing import Any
 from bitso_format import iso_millis
 from bitso_logs import JsonLogger
 
+from .clock import Clock
 from .errors import BitsoError, MalformedReply
 from .grid import Slot
 from .ledger import SlotLedger
@@ -21,12 +22,18 @@ from .snapshot_writer import SnapshotWriter, StorageOptions
 
 class CallRecorder:
     def __init__(
-        self, ledger: SlotLedger, writer: SnapshotWriter, storage: StorageOptions, log: JsonLogger
+        self,
+        ledger: SlotLedger,
+        writer: SnapshotWriter,
+        storage: StorageOptions,
+        log: JsonLogger,
+        clock: Clock,
     ) -> None:
         self.ledger = ledger
         self._writer = writer
         self._storage = storage
         self._log = log
+        self._clock = clock
 
     @property
     def throttled(self) -> bool:
@@ -39,7 +46,7 @@ class CallRecorder:
         self.ledger.settle(slot, reason)
 
     def failed(self, slot: Slot, error: BitsoError) -> None:
-        if self.ledger.settle(slot, error.reason):
+        if self.ledger.settle(slot, error.reason, at=self._clock.now()):
             self._log.warning(
                 "slot failed",
                 book=slot.book,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -17,16 +18,18 @@ from bitso_format import (
 )
 from bitso_logs import JsonLogger, trace_fields
 
+from .backoff import LOCKOUT_S, PaceMode, PacePolicy, PaceState, after_clean_minute, after_throttle
+from .backoff import initial_state as initial_pace
 from .call_options import SCHEDULE_HEADER, BadRequest, CallOptions
 from .clock import Clock
 from .config import Settings
 from .errors import StorageError
 from .grid import Coverage, minute_of, slot_spacing, slots_ahead
-from .ledger import SlotLedger
-from .outcomes import CallStatus
+from .ledger import LedgerView, SlotLedger
+from .outcomes import CallStatus, Outcome
 from .pacing import Pacer
 from .recorder import CallRecorder
-from .run_record import CallFacts, RunRecord
+from .run_record import BackOffFacts, CallFacts, RunRecord
 from .sinks.base import Sink
 from .snapshot_writer import SnapshotWriter, StorageOptions
 from .strategies import FetchJob, Strategy
@@ -61,9 +64,14 @@ class CallPlan:
 
 
 def plan_call(
-    settings: Settings, options: CallOptions, now: float, period_ms: int = MINUTE_MS
+    settings: Settings,
+    options: CallOptions,
+    now: float,
+    period_ms: int = MINUTE_MS,
+    requests_per_minute: int | None = None,
 ) -> CallPlan:
-    """Which slots this call requests and by when it must stop fetching and answer."""
+    """Which slots this call requests and by when it must stop fetching and answer, on the grid
+    of `requests_per_minute` (the instance's pace; REQUESTS_PER_MINUTE by default)."""
     period = period_ms / 1000
     anchor = options.schedule_time if options.schedule_time is not None else now
     minute = minute_of(anchor, period_ms)
@@ -73,7 +81,7 @@ def plan_call(
             f"{SCHEDULE_HEADER} names a minute {minute_start - now:.0f} s ahead of this "
             f"server's clock; at most {EARLY_TOLERANCE_S:.0f} s ahead is allowed"
         )
-    rpm = settings.requests_per_minute
+    rpm = requests_per_minute or settings.requests_per_minute
     books = options.books or settings.books
     max_late = slot_spacing(rpm, period_ms) / 2
     minute_end = minute_start + period
@@ -89,18 +97,33 @@ def plan_call(
     return CallPlan(minute, minute_start, books, coverage, max_late, deadline, finish_by, answer_by)
 
 
+def _back_off_facts(mode: PaceMode, state: PaceState, full: int) -> BackOffFacts:
+    """What the run record says about the pace: how this call ran, and the state after it."""
+    return BackOffFacts(
+        mode=mode,
+        full_requests_per_minute=full,
+        next_requests_per_minute=state.pace,
+        silent_until=state.silent_until,
+        throttled_at=state.throttled_at,
+    )
+
+
 def call_status(summary: CallSummary, missed_late: int) -> CallStatus:
     if summary.lost:
         return CallStatus.LOST
     if summary.throttled:
         return CallStatus.THROTTLED
+    if summary.requests_sent == 0 and Outcome.BACKING_OFF in summary.failed:
+        return CallStatus.BACKING_OFF
     if summary.failed or missed_late:
         return CallStatus.DEGRADED
     return CallStatus.OK
 
 
 class Collector:
-    """Runs calls for one instance; keeps the pacer so the rate window spans consecutive calls."""
+    """Runs calls for one instance; keeps the pacer, so the rate window spans consecutive calls,
+    and the pace state, so a throttling reply slows the calls after it (a new instance starts at
+    the full pace)."""
 
     def __init__(
         self,
@@ -118,12 +141,21 @@ class Collector:
         self.log = log
         self.period_ms = period_ms
         self.pacer = Pacer(settings.requests_per_minute, period_ms / 1000)
+        # Bitso's lockout is a minute: as long as a (compressed) minute here.
+        self.pace_policy = PacePolicy(
+            settings.requests_per_minute, lockout_s=LOCKOUT_S * period_ms / MINUTE_MS
+        )
+        self.pace: PaceState = initial_pace(self.pace_policy)
+        self._pace_lock = threading.Lock()
 
     def run(self, options: CallOptions) -> RunRecord:
         """The run record of one call (stored, unless the minute was claimed already)."""
         arrived = self.clock.now()
         cpu_start = time.process_time()
-        plan = plan_call(self.settings, options, arrived, self.period_ms)
+        pace = self.pace
+        full = self.pace_policy.full
+        plan = plan_call(self.settings, options, arrived, self.period_ms, pace.pace)
+        mode = pace.mode(max(plan.minute_start, arrived), full)
         run_id = uuid.uuid4().hex
         minute_ms = seconds_to_ms(plan.minute_start)
         log = self.log.bind(
@@ -137,7 +169,7 @@ class Collector:
             scheduled=options.schedule_time is not None,
             strategy=self.strategy.name,
             books=plan.books,
-            requests_per_minute=self.settings.requests_per_minute,
+            requests_per_minute=pace.pace,
             aggregate=self.settings.aggregate,
             slots_planned=len(plan.coverage.planned),
             slots_missed_late=len(plan.coverage.missed_late),
@@ -158,27 +190,43 @@ class Collector:
                 throttled=0,
                 lost=0,
             )
-            return RunRecord(run_id, arrived, arrived, CallStatus.CLAIMED, facts)
+            return RunRecord(
+                run_id,
+                arrived,
+                arrived,
+                CallStatus.CLAIMED,
+                facts,
+                back_off=_back_off_facts(mode, pace, full),
+            )
 
         storage = StorageOptions(prefix, self.settings.compression, self.settings.aggregate)
         ledger = SlotLedger()
         writer = SnapshotWriter(
             self.sink, storage, ledger, self.clock, log, finish_by=plan.finish_by
         )
+        # Slots in the silence after a throttling reply are skipped, never requested.
+        silent_until = pace.silent_until if mode is PaceMode.BACKING_OFF else None
+        silenced = [
+            s for s in plan.coverage.planned if silent_until is not None and s.at < silent_until
+        ]
+        for slot in silenced:
+            ledger.settle(slot, Outcome.BACKING_OFF)
         job = FetchJob(
-            slots=plan.coverage.planned,
+            slots=plan.coverage.planned[len(silenced) :],
             clock=self.clock,
             pacer=self.pacer,
             max_late=plan.max_late,
             deadline=plan.deadline,
             aggregate=self.settings.aggregate,
-            recorder=CallRecorder(ledger, writer, storage, log),
+            recorder=CallRecorder(ledger, writer, storage, log, self.clock),
             timeout_headroom=TIMEOUT_HEADROOM_S * self.period_ms / MINUTE_MS,
         )
         self.strategy.run(job)
         ledger.close_fetching()
         writer.finish(plan.finish_by)
-        summary = summarise(ledger.view())
+        view = ledger.view()
+        summary = summarise(view)
+        after = self._next_pace(pace.pace, summary, view)
         # A call that asked for a window of seconds did not ask for the slots before it.
         missed = len(plan.coverage.missed_late) if options.duration_seconds is None else 0
         record = RunRecord(
@@ -189,10 +237,27 @@ class Collector:
             facts,
             summary,
             cpu_ms=round((time.process_time() - cpu_start) * 1000, 1),
+            back_off=_back_off_facts(mode, after, full),
         )
         record = self._store(record, minute_ms, plan, log)
         self._log_summary(record, summary, log)
         return record
+
+    def _next_pace(self, pace_used: int, summary: CallSummary, view: LedgerView) -> PaceState:
+        """The instance's pace state after a call that ran at `pace_used`."""
+        with self._pace_lock:
+            if summary.throttled and view.last_throttle_reply is not None:
+                share = None
+                if view.first_throttled_start is not None:
+                    window = self.period_ms / 1000
+                    first = view.first_throttled_start
+                    share = self.pacer.starts_between(first - window, first)
+                self.pace = after_throttle(
+                    self.pace, self.pace_policy, pace_used, view.last_throttle_reply, share
+                )
+            elif summary.requests_sent:
+                self.pace = after_clean_minute(self.pace, self.pace_policy, pace_used)
+            return self.pace
 
     def _store(
         self, record: RunRecord, minute_ms: int, plan: CallPlan, log: JsonLogger
@@ -220,6 +285,8 @@ class Collector:
             event="run_summary",
             status=str(status),
             planned=facts.slots_planned,
+            requests_per_minute=facts.requests_per_minute,
+            pace=str(record.back_off.mode) if record.back_off else None,
             missed_late=facts.slots_missed_late,
             written=summary.written,
             duplicates=summary.duplicates,
