@@ -1,7 +1,8 @@
 # Collector benchmark: every strategy and the naive baseline under three latency profiles against
 # the fake Bitso (see the README). Included by the root Makefile, which defines PY and STAMP.
-# Also runs the archive benchmark (bench-archive, mk/archive.mk) when present.
-BENCH_ALSO := $(if $(wildcard mk/archive.mk),bench-archive)
+# Also runs the archive benchmark (bench-archive, mk/archive.mk) and the CPU share benchmark
+# (bench-cpu, mk/cpu_share.mk) when present.
+BENCH_ALSO := $(if $(wildcard mk/archive.mk),bench-archive) $(if $(wildcard mk/cpu_share.mk),bench-cpu)
 
 bench: $(STAMP) $(BENCH_ALSO) ## Benchmark the strategies against the fake Bitso (Markdown table)
 	$(PY) bench/collector_bench.py

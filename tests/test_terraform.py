@@ -452,6 +452,29 @@ def test_fetch_book_function_settings(tf: dict[str, Any]) -> None:
     assert 60 < timeout_default <= 300
 
 
+def test_fetch_book_cpu_share_is_the_measured_one_within_cloud_runs_limits(
+    tf: dict[str, Any],
+) -> None:
+    # `make bench-cpu` (bench/cpu_share_bench.py): the smallest share measured keeps the grid.
+    cpu = tf["variable"]["function_cpu"]
+    assert unquote(cpu["default"]) == "0.083"
+    conditions = " ".join(v["condition"] for v in cpu["validation"])
+    assert "tonumber(var.function_cpu) >= 0.08" in conditions  # Cloud Run's minimum
+    assert "floor(tonumber(var.function_cpu)) == tonumber(var.function_cpu)" in conditions
+    body = resources_of(tf, "google_cloudfunctions2_function")["fetch_book"]
+    service = block(body, "service_config")
+    assert expr(service["available_cpu"]) == "var.function_cpu"
+    # Below 1 vCPU Cloud Run needs concurrency 1 and caps memory; the plan says so first.
+    assert service["max_instance_request_concurrency"] == 1
+    (precondition,) = block(body, "lifecycle")["precondition"]
+    assert (
+        "local.fetch_book_memory_mib <= (tonumber(var.function_cpu) >= 0.5 ? 1024 : 512)"
+        in (precondition["condition"])
+    )
+    assert unquote(tf["variable"]["function_memory"]["default"]) == "512M"  # 488 MiB <= 512
+    assert "1048576" in tf["locals"]["fetch_book_memory_mib"]
+
+
 def test_fetch_book_environment(tf: dict[str, Any]) -> None:
     body = resources_of(tf, "google_cloudfunctions2_function")["fetch_book"]
     env_expr = expr(block(body, "service_config")["environment_variables"])

@@ -97,6 +97,14 @@ resource "google_cloudfunctions2_function" "fetch_book" {
 
   labels = merge(var.labels, { component = "fetch-book" })
 
+  lifecycle {
+    # Cloud Run refuses these at apply time; say so at plan time, with the fix.
+    precondition {
+      condition     = tonumber(var.function_cpu) >= 1 || local.fetch_book_memory_mib <= (tonumber(var.function_cpu) >= 0.5 ? 1024 : 512)
+      error_message = "function_memory is too large for function_cpu: Cloud Run allows at most 512 MiB below 0.5 vCPU and 1 GiB below 1 vCPU. Raise function_cpu or lower function_memory."
+    }
+  }
+
   depends_on = [
     google_project_service.apis,
     time_sleep.iam_propagation,

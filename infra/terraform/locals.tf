@@ -91,6 +91,13 @@ locals {
     "jsonPayload.event=\"run_summary\"",
   ])
 
+  # fetch_book's memory in MiB, for Cloud Run's limits on a fractional vCPU (function.tf).
+  fetch_book_memory_parts = regex("^([0-9]+)(M|Mi|G|Gi)$", var.function_memory)
+  fetch_book_memory_mib = tonumber(local.fetch_book_memory_parts[0]) * lookup(
+    { M = 1000000 / 1048576, Mi = 1, G = 1000000000 / 1048576, Gi = 1024 },
+    local.fetch_book_memory_parts[1],
+  )
+
   # The egress subnet (static_egress_ip): a range of this deployment's own
   # VPC, which holds nothing else.
   egress_subnet_range = "10.8.0.0/26"

@@ -229,7 +229,7 @@ variable "static_egress_ip" {
 # ---------------------------------------------------------------------------
 
 variable "function_memory" {
-  description = "Memory of the fetch_book instance. 512M is ample for aggregated books; raise it for bitso_aggregate = false."
+  description = "Memory of the fetch_book instance. 512M is ample for aggregated books; raise it for bitso_aggregate = false (with function_cpu below 0.5, Cloud Run allows at most 512 MiB; below 1, at most 1 GiB)."
   type        = string
   default     = "512M"
 
@@ -240,13 +240,13 @@ variable "function_memory" {
 }
 
 variable "function_cpu" {
-  description = "vCPUs of the fetch_book instance. 0.333 (the default share for 512M) is plenty for ~1 request a second and is billed for the whole ~60 s call, so it is the main cost lever: 1 vCPU would roughly triple the function bill."
+  description = "vCPUs of the fetch_book instance, billed for the whole ~60 s of every call: the main cost lever. 0.083 keeps the slot grid with a wide margin in `make bench-cpu` (a call uses about 0.3 vCPU-s a minute, 0.8 with bitso_aggregate = false); re-measure before turning on anything heavier. Cloud Run allows 0.08 to 1 in steps of 0.001, whole numbers above 1; below 1 it needs concurrency 1 and request-based billing (as deployed), and at most 512 MiB of memory below 0.5 vCPU, 1 GiB below 1."
   type        = string
-  default     = "0.333"
+  default     = "0.083"
 
   validation {
-    condition     = can(regex("^[0-9]+(\\.[0-9]+)?$", var.function_cpu)) && tonumber(var.function_cpu) > 0 && tonumber(var.function_cpu) <= 8
-    error_message = "function_cpu must be a number of vCPUs greater than 0 and at most 8, e.g. 0.333 or 1."
+    condition     = can(regex("^[0-9]+(\\.[0-9]{1,3})?$", var.function_cpu)) && tonumber(var.function_cpu) >= 0.08 && tonumber(var.function_cpu) <= 8 && (tonumber(var.function_cpu) <= 1 || floor(tonumber(var.function_cpu)) == tonumber(var.function_cpu))
+    error_message = "function_cpu must be a number of vCPUs from 0.08 to 1 with at most 3 decimals (e.g. 0.083 or 0.5), or a whole number from 1 to 8 (Cloud Run's limits)."
   }
 }
 
