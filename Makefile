@@ -25,8 +25,14 @@ install: $(STAMP) ## Create .venv with everything for development (pip install -
 run: $(STAMP) ## Collect one minute of snapshots from Bitso into data/
 	$(BIN)/bitso-collect
 
-serve: $(STAMP) ## Serve fetch_book on http://localhost:8080 (curl it to collect a minute)
-	$(BIN)/functions-framework --target=fetch_book --source=$(FUNCTION_DIR)/main.py --port=8080
+# Where `make serve` listens: this machine only, unless asked (`make serve HOST=0.0.0.0`).
+# Plain `=`, not `?=`: an exported HOST or PORT in the shell does not change it.
+HOST = 127.0.0.1
+PORT = 8080
+
+serve: $(STAMP) ## Serve fetch_book on http://127.0.0.1:8080 (HOST=0.0.0.0 to serve beyond it)
+	$(BIN)/functions-framework --target=fetch_book --source=$(FUNCTION_DIR)/main.py \
+		--host=$(HOST) --port=$(PORT)
 
 lint: $(STAMP) tf-lint ## ruff check, ruff format --check, mypy, terraform fmt -check, checkov
 	$(BIN)/ruff check .
@@ -39,6 +45,6 @@ test: lint ## Lint, then every test (and the function's tests again on Python 3.
 	@$(MAKE) --no-print-directory test-py312-if-found
 
 clean: ## Remove the virtual environments and collected data
-	rm -rf $(VENV) .venv-checkov .venv-py312 data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov .venv-py312 data .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
 -include mk/*.mk

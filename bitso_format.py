@@ -61,6 +61,10 @@ DEFAULT_COMPACTED_PREFIX = "compacted"
 STREAM_CHANNELS = ("trades", "diff-orders")
 #: Where a backfilled trade came from, in its stream line.
 REST_SOURCE = "rest"
+#: What a slot of the grid was used for, as the run record's `slot_uses` names it: an ordinary
+#: snapshot, an order-level snapshot that anchors the diffs (`aggregate=false`, stored like any
+#: snapshot), or a `GET /v3/trades/` page that fills the socket's holes (no snapshot stored).
+SLOT_USES = ("snapshot", "anchor", "trades_backfill")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SNAPSHOT_NAME = re.compile(
@@ -93,19 +97,20 @@ def seconds_to_ms(epoch_seconds: float) -> int:
     return int(epoch_seconds * 1000 + 1e-6)
 
 
+# `isoformat`, unlike `%Y`, writes years before 1000 with four digits (`0001-01-01T...`).
 def iso_millis(ms: int) -> str:
     """`2026-11-24T10:15:07.118Z`: snapshots' and stream lines' stamps."""
-    return f"{ms_to_datetime(ms - ms % 1000):%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+    return ms_to_datetime(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def iso_minute(ms: int) -> str:
     """`2026-11-24T10:15:00Z`: the minute that holds `ms`, as run records name it."""
-    return f"{ms_to_datetime(ms - ms % MINUTE_MS):%Y-%m-%dT%H:%M}:00Z"
+    return ms_to_datetime(ms - ms % MINUTE_MS).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def iso_hour(ms: int) -> str:
     """`2026-11-24T10`: the hour that holds `ms`, as compaction names it."""
-    return f"{ms_to_datetime(ms - ms % HOUR_MS):%Y-%m-%dT%H}"
+    return ms_to_datetime(ms - ms % HOUR_MS).isoformat(timespec="hours")[:13]
 
 
 def parse_iso_millis(text: str) -> int:
@@ -132,10 +137,7 @@ def parse_rfc3339(text: str) -> int:
     moment = datetime.fromisoformat(value)
     if moment.tzinfo is None:
         raise ValueError("time has no UTC offset")
-    try:
-        return datetime_to_ms(moment)
-    except OverflowError:  # e.g. 0001-01-01T00:00:00+00:01, before year 1 in UTC
-        raise ValueError(f"{text!r} is outside the years a clock can show") from None
+    return datetime_to_ms(moment)
 
 
 def floor_minute(ms: int) -> int:

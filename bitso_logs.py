@@ -7,12 +7,24 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import threading
 import traceback
 from typing import Any, TextIO
 
 _write_lock = threading.Lock()
+#: `scheme://user:password@`: the credentials a URL can carry. The match stops at whitespace,
+#: quotes and backslashes, so in a JSON line it never leaves the string it starts in; a scheme
+#: starts a word and userinfo is at most 1024 characters, so no text makes it slow.
+_URL_CREDENTIALS = re.compile(
+    r"(?<![A-Za-z0-9+.\-])([A-Za-z][A-Za-z0-9+.\-]*://)[^\s\"'\\<>@]{1,1024}@"
+)
+
+
+def mask_url_credentials(text: str) -> str:
+    """`text` with the user and password of every URL in it replaced by `***`."""
+    return _URL_CREDENTIALS.sub(r"\1***@", text)
 
 
 class JsonLogger:
@@ -28,7 +40,8 @@ class JsonLogger:
         entry = {"severity": severity, "message": message, **self._fields, **fields}
         if exc_info:  # Error Reporting picks up `stack_trace`
             entry["stack_trace"] = traceback.format_exc()
-        line = json.dumps(entry, default=str, separators=(",", ":"))
+        # A URL's credentials never reach a log, whichever field carries them.
+        line = mask_url_credentials(json.dumps(entry, default=str, separators=(",", ":")))
         stream = self._stream or sys.stdout
         with _write_lock:
             stream.write(line + "\n")

@@ -87,8 +87,7 @@ class NaiveBaseline:
             if started >= job.deadline:
                 job.recorder.skipped(slot, Outcome.DEADLINE)
                 continue
-            job.recorder.started(slot, started)
-            fetch_slot(self.client, job, slot, started)
+            fetch_slot(self.client, job, slot, job.recorder.start(slot, started))
             job.clock.sleep_until(job.clock.now() + self.pause)
 
     def close(self) -> None:

@@ -3,6 +3,10 @@
 - `GET /v3/order_book/?book=B[&aggregate=false]`: Bitso's envelope, 50 aggregated levels a side
   (prices and amounts as strings), a `sequence` that rises per book, and for `aggregate=false` a
   full order-level book with `oid`s (about 600 KB for btc_mxn).
+- With an `Exchange` (order-level markets, `bitso_testkit.market`), the order book is served from
+  its markets instead (so it agrees with what the fake socket sends), and
+  `GET /v3/trades/?book=B[&sort=desc][&limit=25][&marker=TID]` serves their trades; both count
+  against the same rate window. Without one, `/v3/trades/` is an unknown path.
 - Unknown book: 400 with code 0301. Unknown path: 404 with an empty body.
 - At most `limit` request starts in any rolling `window` seconds; past it, 420 with code 0801 and
   every request is refused for one more window (Bitso's lockout).
@@ -37,19 +41,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from bitso_testkit.loopback import LoopbackServer
+from bitso_testkit.market import BOOKS, Exchange
 
 LEVELS = 50
 FAULTS = ("ok", "slow", "5xx", "garbage", "truncate", "hang", "throttle", "empty")
-#: Mid prices and decimals of the books the fake knows (from Bitso's available books).
-BOOKS: dict[str, tuple[str, int, int]] = {
-    "btc_mxn": ("1650000.00", 2, 8),
-    "eth_mxn": ("62000.00", 2, 8),
-    "xrp_mxn": ("11.50", 2, 6),
-    "xrp_btc": ("0.00000850", 8, 6),
-    "eth_btc": ("0.03600000", 8, 8),
-    "btc_usd": ("95000.00", 2, 8),
-    "usd_mxn": ("18.50", 2, 2),
-}
+ORDER_BOOK_PATH = "/v3/order_book/"
+TRADES_PATH = "/v3/trades/"
 
 
 def _latency_typical(rng: random.Random) -> float:
@@ -91,6 +88,7 @@ class RequestLog:
     fault: str
     status: int
     auth: str
+    path: str = ORDER_BOOK_PATH
 
 
 @dataclass(frozen=True)
@@ -150,9 +148,12 @@ class FakeBitso(LoopbackServer):
         self,
         behaviour: Behaviour | None = None,
         port: int = 0,
+        exchange: Exchange | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.behaviour = behaviour or Behaviour()
+        #: Order-level markets to serve the order book and trades from (None: `BookState`s).
+        self.exchange = exchange
         self.clock = clock
         self.requests: list[RequestLog] = []
         self.served: list[dict[str, Any]] = []
@@ -231,11 +232,34 @@ class FakeBitso(LoopbackServer):
         with self._lock:
             return LATENCY_PROFILES[latency](self._rng)
 
+    def knows(self, book: str | None) -> bool:
+        if self.exchange is not None:
+            return book is not None and self.exchange.knows(book)
+        return book in BOOKS
+
     def book_payload(self, name: str, aggregate: bool) -> dict[str, Any]:
+        if self.exchange is not None:
+            payload = self.exchange.order_book(name, aggregate)
+            with self._lock:
+                self.served.append({"book": name, "aggregate": aggregate, **payload})
+            return payload
         with self._lock:
             payload = self._books[name].next(aggregate)
             self.served.append({"book": name, "aggregate": aggregate, **payload})
             return payload
+
+    def trades_payload(self, name: str, params: dict[str, list[str]]) -> list[dict[str, Any]]:
+        """`/v3/trades/` from the exchange; ValueError names a bad parameter."""
+        assert self.exchange is not None
+        sort = params.get("sort", ["desc"])[0]
+        raw_limit = params.get("limit", ["25"])[0]
+        raw_marker = params.get("marker", [None])[0]
+        if not raw_limit.isdigit():
+            raise ValueError(f"limit={raw_limit!r} is not a whole number")
+        if raw_marker is not None and not raw_marker.isdigit():
+            raise ValueError(f"marker={raw_marker!r} is not a trade id")
+        marker = None if raw_marker is None else int(raw_marker)
+        return self.exchange.trades(name, sort, int(raw_limit), marker)
 
     def check_auth(self, header: str | None, path: str) -> str:
         if not header:
@@ -289,10 +313,12 @@ def _handler_for(fake: FakeBitso) -> type[BaseHTTPRequestHandler]:
                     served = list(fake.served)
                 self._send(200, json.dumps(served).encode())
                 return
-            if parts.path != "/v3/order_book/":
-                self._send(404, b"")
+            if parts.path == ORDER_BOOK_PATH or (
+                parts.path == TRADES_PATH and fake.exchange is not None
+            ):
+                self._public(parts.path, parts.query)
                 return
-            self._order_book(parts.query)
+            self._send(404, b"")
 
         def do_POST(self) -> None:
             if urlsplit(self.path).path != "/_control":
@@ -309,7 +335,8 @@ def _handler_for(fake: FakeBitso) -> type[BaseHTTPRequestHandler]:
                 return
             self._send(200, b'{"ok": true}')
 
-        def _order_book(self, query: str) -> None:
+        def _public(self, path: str, query: str) -> None:
+            """One public request (order book or trades), through the window and the faults."""
             now = fake.clock()
             params = parse_qs(query)
             book = params.get("book", [None])[0]
@@ -318,7 +345,7 @@ def _handler_for(fake: FakeBitso) -> type[BaseHTTPRequestHandler]:
             throttled, fault = fake.admit(now)
 
             def done(status: int, applied: str = fault) -> None:
-                fake.record(RequestLog(now, book, aggregate, applied, status, auth))
+                fake.record(RequestLog(now, book, aggregate, applied, status, auth, path))
 
             if throttled or fault == "throttle":
                 done(420, "throttle")
@@ -328,7 +355,7 @@ def _handler_for(fake: FakeBitso) -> type[BaseHTTPRequestHandler]:
                 done(401)
                 self._send(401, _error("0201", "Invalid Nonce or Invalid Signature"))
                 return
-            if book not in BOOKS:
+            if book is None or not fake.knows(book):
                 done(400)
                 self._send(400, _error("0301", f"Unknown order book {book}"))
                 return
@@ -351,7 +378,16 @@ def _handler_for(fake: FakeBitso) -> type[BaseHTTPRequestHandler]:
                 done(200)
                 self._send(200, b"")
                 return
-            payload = fake.book_payload(book, aggregate)
+            payload: Any
+            if path == TRADES_PATH:
+                try:
+                    payload = fake.trades_payload(book, params)
+                except ValueError as error:
+                    done(400)
+                    self._send(400, _error("0102", f"Invalid parameter: {error}"))
+                    return
+            else:
+                payload = fake.book_payload(book, aggregate)
             body = json.dumps({"success": True, "payload": payload}).encode()
             if fault == "truncate":
                 done(200)

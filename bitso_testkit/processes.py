@@ -26,7 +26,7 @@ def free_port() -> int:
 #: Settings a developer may have exported that must not leak into a started server.
 SETTING_PREFIXES = (
     "BITSO_", "GCS_", "STORAGE_EMULATOR_HOST", "SECRET_MANAGER_", "COMPRESSION", "STRATEGY",
-    "REQUESTS_PER_MINUTE", "OBJECT_PREFIX", "LOCAL_DATA_DIR",
+    "REQUESTS_PER_MINUTE", "OBJECT_PREFIX", "LOCAL_DATA_DIR", "STREAMS",
 )  # fmt: skip
 
 

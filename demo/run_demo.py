@@ -1,10 +1,12 @@
 """`make demo`: the whole cloud path, offline, in about 20 seconds.
 
-Starts the fake Bitso (a process), an in-memory GCS emulator behind the strict proxy that enforces
-create-only writes, and the real `functions-framework --target=fetch_book` server with GCS_BUCKET
-and STORAGE_EMULATOR_HOST pointing at them. Triggers one call as Cloud Scheduler would (10 s of
-collection), lists the `gs://` objects that landed, prints the run record, calls the same minute
-again to show the claim at work (409, nothing sent to Bitso), then stops everything by PID.
+Starts the fake Bitso (one process: the REST API and the WebSocket, driven by the same order-level
+markets), an in-memory GCS emulator behind the strict proxy that enforces create-only writes, and
+the real `functions-framework --target=fetch_book` server with GCS_BUCKET, STORAGE_EMULATOR_HOST
+and STREAMS pointing at them. Triggers one call as Cloud Scheduler would (10 s of collection),
+lists the `gs://` objects that landed (snapshots, anchors and the stream objects), shows what the
+streams recorded, prints the run record, calls the same minute again to show the claim at work
+(409, nothing sent to Bitso), then stops everything by PID.
 Nothing leaves 127.0.0.1 and nothing is kept: the emulator lives in memory.
 """
 
@@ -19,12 +21,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 
 from bitso_format import iso_minute, seconds_to_ms
 from bitso_testkit.processes import FUNCTION_DIR, base_env, free_port, running
-from bitso_testkit.strict_gcs import running_strict_gcs
+from bitso_testkit.strict_gcs import StrictGcs, running_strict_gcs
 
 BUCKET = "bitso-demo"
 SCHEDULE_HEADER = "X-CloudScheduler-ScheduleTime"
@@ -53,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10, help="seconds to collect (10)")
     parser.add_argument("--books", default="btc_mxn,eth_mxn")
     parser.add_argument("--compression", choices=("none", "gzip"), default="none")
+    parser.add_argument(
+        "--streams", default="trades,diff-orders", help="STREAMS (empty: snapshots only)"
+    )
+    parser.add_argument("--rate", type=float, default=20, help="market changes a second per book")
     args = parser.parse_args(argv)
     started = time.monotonic()
     bin_dir = Path(sys.executable).parent
@@ -63,18 +70,22 @@ def main(argv: list[str] | None = None) -> int:
         gcs.create_bucket(BUCKET)
         say(f"GCS emulator (in memory, strict create-only proxy): {gcs.url}, bucket gs://{BUCKET}")
 
-        bitso_url = f"http://127.0.0.1:{free_port()}"
+        rest_port, ws_port = free_port(), free_port()
+        bitso_url = f"http://127.0.0.1:{rest_port}"
+        ws_url = f"ws://127.0.0.1:{ws_port}/"
         stack.enter_context(
             running(
-                [sys.executable, "-m", "bitso_testkit.fake_bitso", "--latency", "typical",
-                 f"--port={bitso_url.rsplit(':', 1)[1]}"],
+                [sys.executable, "-m", "bitso_testkit.fake_ws", "--latency", "typical",
+                 f"--books={args.books}", f"--rate={args.rate:g}",
+                 f"--rest-port={rest_port}", f"--ws-port={ws_port}"],
                 base_env({}),
                 f"{bitso_url}/_requests",
                 scratch / "fake_bitso.log",
                 cwd=scratch,
             )
         )  # fmt: skip
-        say(f"Fake Bitso (typical latency): {bitso_url}")
+        say(f"Fake Bitso (typical latency): REST {bitso_url}, WebSocket {ws_url}")
+        say(f"  one order-level market per book, {args.rate:g} changes a second each")
 
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -85,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             "BITSO_API_URL": bitso_url,
             "BITSO_BOOKS": args.books,
             "COMPRESSION": args.compression,
+            "STREAMS": args.streams,
+            "BITSO_WS_URL": ws_url,
             "LOCAL_DATA_DIR": str(scratch / "data"),
         }
         stack.enter_context(
@@ -125,13 +138,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"({item['size']} bytes, {item['contentType']}{encoding})"
             )
 
-        snapshots = [item for item in items if not item["name"].startswith("_runs/")]
-        if snapshots:
-            first = snapshots[0]
+        snapshots = [item for item in items if item["name"][:1].isdigit()]
+        for first in snapshots:
             data = gcs.read_object(BUCKET, first["name"])
             if first.get("contentEncoding") == "gzip":
                 data = gzip.decompress(data)
             snapshot = json.loads(data)
+            if not snapshot["aggregate"]:
+                continue  # an anchor: every order, not levels
             say(
                 f"  e.g. {first['name'].rsplit('/', 1)[-1]}: sequence {snapshot['sequence']}, "
                 f"best bid {snapshot['bids'][0]['price']}, "
@@ -139,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{len(snapshot['bids'])}+{len(snapshot['asks'])} levels, "
                 f"{snapshot['latency_ms']:.0f} ms round trip"
             )
+            break
+
+        show_streams(gcs, record)
 
         say()
         say(f"Run record ({record.get('run_record', 'not stored; this is the HTTP reply')}):")
@@ -162,6 +179,41 @@ def main(argv: list[str] | None = None) -> int:
 
     say(f"Done in {time.monotonic() - started:.0f} s.")
     return 1 if failed else 0
+
+
+def show_streams(gcs: StrictGcs, record: dict[str, Any]) -> None:
+    """What the socket recorded, per book and channel, and one line of each kind."""
+    streams = record.get("streams")
+    if not streams:
+        return
+    say()
+    say(
+        f"Streams: {streams['connections']} connection(s), {streams['keepalives']} keep-alives "
+        "counted (not stored); slot uses: "
+        + (", ".join(f"{u['book']} {u['slot'][11:23]} {u['use']}" for u in record["slot_uses"]))
+    )
+    for book, channels in streams["books"].items():
+        for channel, entry in channels.items():
+            sequences = ""
+            if entry["first_sequence"] is not None:
+                sequences = f", sequences {entry['first_sequence']}..{entry['last_sequence']}"
+            say(
+                f"  {book} {channel}: {entry['messages']} messages{sequences}, "
+                f"{len(entry['sequence_gaps'])} gaps, {entry['backfilled']} backfilled, "
+                f"{entry['uncovered_ms']} ms uncovered"
+            )
+    shown: set[str] = set()
+    for channels in streams["books"].values():
+        for entry in channels.values():
+            if entry["object"] is None:
+                continue
+            lines = gzip.decompress(gcs.read_object(BUCKET, entry["object"])).splitlines()
+            for line in lines:
+                kind = "backfilled" if b'"source"' in line else entry["object"].split("/", 1)[0]
+                if kind not in shown:
+                    shown.add(kind)
+                    text = line.decode()
+                    say(f"  e.g. a {kind} line: {text[:160]}{'...' if len(text) > 160 else ''}")
 
 
 if __name__ == "__main__":

@@ -62,6 +62,10 @@ def harness(
     app_module.clock = ShiftedClock(0)
 
 
+def nothing_requested_or_claimed(harness: Harness) -> bool:
+    return harness.fake.requests == [] and not harness.data.exists()
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -83,18 +87,66 @@ def test_bad_bodies_get_400_naming_the_problem(harness: Harness, data: str, mess
     reply = harness.post(data=data)
     assert reply.status_code == 400
     assert message in reply.get_json()["error"]
-    assert harness.fake.requests == []  # nothing was requested
-    assert not harness.data.exists()  # nor claimed
+    assert nothing_requested_or_claimed(harness)
 
 
-def test_bad_schedule_headers_get_400(harness: Harness) -> None:
+@pytest.mark.parametrize(
+    "header",
+    [
+        "yesterday",
+        "0001-01-01T00:00:00+00:01",  # before year 1 in UTC
+        "9999-12-31T23:59:59-00:01",  # after year 9999 in UTC
+        "2026-11-24T10:16:00",  # no offset
+        "2026-02-30T10:16:00Z",
+    ],
+)
+def test_bad_schedule_headers_get_400(harness: Harness, header: str) -> None:
+    harness.fresh_minute()
+    reply = harness.post(headers={"X-CloudScheduler-ScheduleTime": header})
+    assert reply.status_code == 400
+    assert reply.get_json()["status"] == "bad_request"
+    assert f"X-CloudScheduler-ScheduleTime={header!r}" in reply.get_json()["error"]
+    assert nothing_requested_or_claimed(harness)
+
+
+@pytest.mark.parametrize(
+    ("header", "minute"),
+    [
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z"),
+        ("1970-01-01T00:00:00Z", "1970-01-01T00:00:00Z"),
+        ("2000-06-01T12:30:59.999+02:00", "2000-06-01T10:30:00Z"),
+    ],
+)
+def test_a_minute_that_is_over_is_answered_at_once_and_never_claimed(
+    harness: Harness, header: str, minute: str
+) -> None:
+    harness.fresh_minute()
+    started = time.monotonic()
+    reply = harness.post({"duration_seconds": 5}, headers={"X-CloudScheduler-ScheduleTime": header})
+    assert time.monotonic() - started < 1
+    record = reply.get_json()
+    assert reply.status_code == 410
+    assert (record["status"], record["minute"], record["slots_planned"]) == ("too_late", minute, 0)
+    assert f"the minute {minute} is over for this call" in record["error"]
+    assert nothing_requested_or_claimed(harness)
+
+
+def test_the_last_minute_is_too_late_once_its_last_slot_is_past(harness: Harness) -> None:
+    start = harness.fresh_minute(seconds_into=59.6)  # slot 58 could start until 59.49 s
+    reply = harness.post(minute=start)
+    assert reply.status_code == 410
+    assert reply.get_json()["slots_missed_late"] == 59
+    assert nothing_requested_or_claimed(harness)
+
+
+def test_a_minute_too_far_ahead_is_answered_at_once_and_never_claimed(harness: Harness) -> None:
     start = harness.fresh_minute()
-    reply = harness.post(headers={"X-CloudScheduler-ScheduleTime": "yesterday"})
-    assert reply.status_code == 400
-    assert "X-CloudScheduler-ScheduleTime='yesterday'" in reply.get_json()["error"]
     reply = harness.post(minute=start + 3600)
-    assert reply.status_code == 400
-    assert "at most 10 s ahead" in reply.get_json()["error"]
+    record = reply.get_json()
+    assert reply.status_code == 422
+    assert record["status"] == "too_early"
+    assert "3600 s ahead of this server's clock; at most 10 s ahead is allowed" in record["error"]
+    assert nothing_requested_or_claimed(harness)
 
 
 def test_books_in_the_body_replace_the_configured_ones(harness: Harness) -> None:
@@ -201,14 +253,14 @@ def test_local_keys_sign_every_request_and_never_show(
 def test_an_unexpected_error_answers_json_500_and_logs_its_trace(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    harness.fresh_minute()
+    minute = harness.fresh_minute()
     runtime = app_module.get_runtime()
 
     def broken(job: object) -> None:
         raise ZeroDivisionError("a bug")
 
     monkeypatch.setattr(runtime.collector.strategy, "run", broken)
-    reply = harness.post({"duration_seconds": 2})
+    reply = harness.post({"duration_seconds": 2}, minute=minute)
     assert reply.status_code == 500
     assert reply.get_json() == {"error": "unexpected error: ZeroDivisionError", "status": "error"}
     errors = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -228,3 +280,143 @@ def test_a_window_asked_for_mid_minute_is_ok_and_a_late_full_minute_is_degraded(
     assert record["status"] == "degraded"
     assert record["slots_missed_late"] == 57  # slot 56 (56.949 s) is past its 0.508 s allowance
     assert record["written"] == record["slots_planned"] == 2
+
+
+def test_a_deeply_nested_body_is_refused_before_json_parses_it(harness: Harness) -> None:
+    harness.fresh_minute()
+    reply = harness.post(data="[" * 3000)  # json.loads would raise RecursionError
+    assert reply.status_code == 400
+    assert "nests arrays or objects 3000 levels deep" in reply.get_json()["error"]
+    reply = harness.post(data='{"books": [["btc_mxn"]]}')
+    assert reply.status_code == 400
+    assert "3 levels deep" in reply.get_json()["error"]
+    assert nothing_requested_or_claimed(harness)
+
+
+def test_a_body_over_the_size_limit_is_a_413_never_parsed(harness: Harness) -> None:
+    harness.fresh_minute()
+    sixty_thousand_books = json.dumps({"books": [f"b{n}_mxn" for n in range(60_000)]})
+    for data in ("[" * 100_000, sixty_thousand_books, " " * 4096 + "{}"):
+        reply = harness.post(data=data)
+        assert reply.status_code == 413
+        assert reply.get_json()["status"] == "too_large"
+        assert "larger than 4096 bytes" in reply.get_json()["error"]
+    assert nothing_requested_or_claimed(harness)
+
+
+def test_a_body_of_exactly_the_size_limit_is_served(harness: Harness) -> None:
+    minute = harness.fresh_minute()
+    body = '{"duration_seconds": 1}'
+    reply = harness.post(data=body + " " * (4096 - len(body)), minute=minute)
+    assert reply.status_code == 200, reply.get_json()
+    assert reply.get_json()["written"] == 1
+
+
+def test_a_call_names_at_most_60_books(harness: Harness) -> None:
+    harness.fresh_minute()
+    reply = harness.post({"books": [f"b{n}_mxn" for n in range(61)]})
+    assert reply.status_code == 400
+    assert '"books" names 61 books; at most 60 are allowed' in reply.get_json()["error"]
+    assert nothing_requested_or_claimed(harness)
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"])
+def test_only_post_and_get_are_served(harness: Harness, method: str) -> None:
+    harness.fresh_minute()
+    reply = harness.client.open("/", method=method, data='{"duration_seconds": 1}')
+    assert reply.status_code == 405
+    assert reply.headers["Allow"] == "GET, POST"
+    if method != "HEAD":  # a HEAD answer has no body
+        assert reply.get_json() == {
+            "error": f"method {method} is not allowed; use GET, POST",
+            "status": "method_not_allowed",
+        }
+    assert nothing_requested_or_claimed(harness)
+
+
+def test_a_get_collects_like_a_post(harness: Harness) -> None:
+    minute = harness.fresh_minute(seconds_into=58.6)  # one slot left: 58.983 s
+    reply = harness.client.get(
+        "/", headers={"X-CloudScheduler-ScheduleTime": iso_millis(seconds_to_ms(minute))}
+    )
+    assert reply.status_code == 200, reply.get_json()
+    assert (reply.get_json()["slots_planned"], reply.get_json()["written"]) == (1, 1)
+
+
+def test_an_api_url_with_credentials_is_refused_and_the_password_never_shown(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    minute = harness.fresh_minute()
+    monkeypatch.setenv("BITSO_API_URL", harness.fake.url.replace("//", "//user:PASSWORD@"))
+    reply = harness.post({"duration_seconds": 2}, minute=minute)
+    assert reply.status_code == 500
+    record = reply.get_json()
+    assert record["status"] == "misconfigured"
+    assert record["error"].startswith("BITSO_API_URL='http://***@127.0.0.1:")
+    assert "carries credentials" in record["error"]
+    assert "PASSWORD" not in capsys.readouterr().out + reply.get_data(as_text=True)
+    assert nothing_requested_or_claimed(harness)
+
+
+def test_a_request_that_fails_in_an_unexpected_way_fails_its_slot_with_a_warning(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As a key beyond Latin-1 did before keys were checked: the header cannot be encoded."""
+    minute = harness.fresh_minute()
+    runtime = app_module.get_runtime()
+
+    def unencodable(*args: object, **kwargs: object) -> None:
+        "ключ".encode("latin-1")
+
+    monkeypatch.setattr(runtime.collector.strategy.client, "order_book", unencodable)
+    record = harness.post({"duration_seconds": 2}, minute=minute).get_json()
+    assert record["failed"] == {"bitso_error": 2}
+    assert record["abandoned"] == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    warnings = [line for line in lines if line["message"] == "slot failed"]
+    assert len(warnings) == 2
+    assert all(w["detail"].startswith("unexpected UnicodeEncodeError") for w in warnings)
+
+
+def test_storage_refused_mid_call_is_lost_with_its_path_and_the_record_still_answers(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As with a directory made unreadable (chmod 000) once the minute is claimed, for a server
+    that is not root: every later look-up of a name raises PermissionError."""
+    minute = harness.fresh_minute()
+    real_exists = Path.exists
+
+    def refused(self: Path, *args: Any, **kwargs: Any) -> bool:
+        if self.suffix == ".json" and harness.data in self.parents:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_exists(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "exists", refused)
+    reply = harness.post({"duration_seconds": 2}, minute=minute)
+    record = reply.get_json()
+    assert reply.status_code == 500
+    assert (record["status"], record["written"], record["requests_sent"]) == ("lost", 0, 2)
+    assert [lost["slot"] for lost in record["lost"]] == [
+        iso_millis(seconds_to_ms(minute)),
+        iso_millis(seconds_to_ms(minute) + 1016),
+    ]
+    for lost in record["lost"]:
+        assert lost["reason"].startswith(f"storage: cannot write {harness.data}/")
+        assert lost["reason"].endswith(".json: Permission denied")
+    assert record["error"].startswith(f"run record not stored: cannot write {harness.data}/_runs/")
+    assert "run_record" not in record
+
+
+def test_a_minute_that_cannot_be_claimed_answers_its_run_record(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    minute = harness.fresh_minute()
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the data directory should be")
+    monkeypatch.setenv("LOCAL_DATA_DIR", str(blocked))
+    reply = harness.post({"duration_seconds": 2}, minute=minute)
+    record = reply.get_json()
+    assert reply.status_code == 500
+    assert (record["status"], record["requests_sent"], record["slots_planned"]) == ("lost", 0, 2)
+    assert record["error"].startswith(f"cannot claim the minute: cannot write {blocked}/_runs/")
+    assert harness.fake.requests == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -89,8 +90,22 @@ def test_unknown_books_unknown_paths_and_dead_servers(fake_bitso: FakeBitso) -> 
         fetch(fake_bitso.url, "nope_usd")
     with pytest.raises(HttpError, match="404"):
         fetch(fake_bitso.url + "/elsewhere")
-    with pytest.raises(ConnectionFailed, match="cannot reach"):
+    with pytest.raises(ConnectionFailed, match=r"127\.0\.0\.1:\d+: connection refused$"):
         fetch(f"http://127.0.0.1:{free_port()}")
+
+
+def test_a_name_that_does_not_resolve_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The resolver's own failure (no lookup leaves this machine: the resolver is replaced)."""
+
+    def no_such_name(*args: object, **kwargs: object) -> None:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
+    with pytest.raises(ConnectionFailed) as caught:
+        fetch("https://api.bitso.com")
+    assert str(caught.value) == (
+        "cannot reach https://api.bitso.com: name resolution failed (Name or service not known)"
+    )
 
 
 def test_the_deadline_caps_the_request(fake_bitso: FakeBitso) -> None:

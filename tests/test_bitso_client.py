@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from bitso_collector.bitso_client import BitsoClient
@@ -42,7 +44,7 @@ def test_unknown_books_unknown_paths_and_dead_servers(fake_bitso: FakeBitso) -> 
         BitsoClient(fake_bitso.url).order_book("nope_usd")
     with pytest.raises(HttpError, match="404"):
         BitsoClient(fake_bitso.url + "/elsewhere").order_book("btc_mxn")
-    with pytest.raises(ConnectionFailed):
+    with pytest.raises(ConnectionFailed, match=r"127\.0\.0\.1:\d+: connection refused$"):
         BitsoClient(f"http://127.0.0.1:{free_port()}").order_book("btc_mxn")
     with pytest.raises(ConnectionFailed, match="InvalidURL"):  # any requests error is one slot's
         BitsoClient("http://127.0.0.1:99999").order_book("btc_mxn")
@@ -67,3 +69,17 @@ def test_signed_requests_verify_and_bad_keys_are_refused() -> None:
             BitsoClient(fake.url, ApiCredentials("key-1", "wrong")).order_book("btc_mxn")
         assert "wrong" not in str(caught.value)
         assert [e.auth for e in fake.requests] == ["valid", "invalid"]
+
+
+def test_a_name_that_does_not_resolve_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The resolver's own failure (no lookup leaves this machine: the resolver is replaced)."""
+
+    def no_such_name(*args: object, **kwargs: object) -> None:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
+    with pytest.raises(ConnectionFailed) as caught:
+        BitsoClient("https://api.bitso.com").order_book("btc_mxn")
+    assert str(caught.value) == (
+        "cannot reach https://api.bitso.com: name resolution failed (Name or service not known)"
+    )

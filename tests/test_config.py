@@ -67,8 +67,17 @@ def test_settings_are_immutable() -> None:
         ({"BITSO_AGGREGATE": "maybe"}, ["BITSO_AGGREGATE", "true or false"]),
         ({"COMPRESSION": "zstd"}, ["COMPRESSION", "none, gzip"]),
         ({"BITSO_API_URL": "ftp://x"}, ["BITSO_API_URL", "http(s) URL"]),
+        ({"BITSO_API_URL": "http://bitso.example/?token=1"}, ["BITSO_API_URL", "query"]),
+        ({"BITSO_API_URL": "http://bitso.example/#top"}, ["BITSO_API_URL", "fragment"]),
+        ({"BITSO_API_URL": "http://bitso.example:99999"}, ["BITSO_API_URL", "port"]),
+        ({"BITSO_API_URL": "http://bitsö.example"}, ["BITSO_API_URL", "http(s) URL"]),
         ({"GCS_BUCKET": "Bad_Bucket!"}, ["GCS_BUCKET", "bucket name"]),
+        ({"GCS_BUCKET": "gs://"}, ["GCS_BUCKET='gs://'", "names no bucket"]),
+        ({"GCS_BUCKET": "gs:///"}, ["GCS_BUCKET", "names no bucket"]),
         ({"OBJECT_PREFIX": "a//b c"}, ["OBJECT_PREFIX"]),
+        ({"OBJECT_PREFIX": "../x"}, ["OBJECT_PREFIX='../x'", "no '.' or '..' parts"]),
+        ({"OBJECT_PREFIX": "raw/../../x"}, ["OBJECT_PREFIX", "'..'"]),
+        ({"OBJECT_PREFIX": "./x"}, ["OBJECT_PREFIX", "'.'"]),
         ({"BITSO_API_KEY": "k"}, ["BITSO_API_KEY and BITSO_API_SECRET"]),
         ({"BITSO_API_KEY_SECRET": "my-secret"}, ["BITSO_API_KEY_SECRET", "projects/PROJECT"]),
     ],
@@ -123,3 +132,45 @@ def test_a_misplaced_secret_value_is_not_repeated_in_the_error() -> None:
         settings(BITSO_API_KEY_SECRET="sk-live-123456", BITSO_API_SECRET_SECRET="x")
     assert "BITSO_API_KEY_SECRET is not a Secret Manager version name" in str(caught.value)
     assert "sk-live-123456" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:PASSWORD@bitso.example",
+        "https://PASSWORD@bitso.example/v3",
+        "ftp://u:PASSWORD@x",
+    ],
+)
+def test_credentials_in_the_api_url_are_refused_and_never_shown(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings(BITSO_API_URL=url)
+    message = str(caught.value)
+    assert message.startswith("BITSO_API_URL=")
+    assert "PASSWORD" not in message
+    assert "***@" in message
+
+
+@pytest.mark.parametrize("name", ["BITSO_API_KEY", "BITSO_API_SECRET"])
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("abc\u20ac1", "is not ASCII"),  # beyond Latin-1: cannot be sent in a header at all
+        ("abcé1", "is not ASCII"),
+        ("abc\n1", "is a control character"),  # would split the header
+        ("abc\x001", "is a control character"),
+    ],
+)
+def test_keys_that_cannot_go_into_a_header_are_refused_unshown(
+    name: str, value: str, kind: str
+) -> None:
+    env = {"BITSO_API_KEY": "k", "BITSO_API_SECRET": "s", name: value}
+    with pytest.raises(ConfigError) as caught:
+        settings(**env)
+    message = str(caught.value)
+    assert message.startswith(f"{name} has a character that {kind} (at position 4)")
+    assert "abc" not in message
+
+
+def test_a_url_with_credentials_never_shows_in_the_repr() -> None:
+    assert "PASSWORD" not in repr(Settings(api_url="http://user:PASSWORD@bitso.example"))

@@ -186,3 +186,17 @@ def test_a_failed_read_is_not_cached_a_good_one_is(
 
     assert first is again
     assert [name for name, _ in fake.requests] == [KEY_NAME, KEY_NAME, SECRET_NAME]
+
+
+def test_a_secret_that_cannot_go_into_a_header_is_refused_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    values: dict[str, str | list[str]] = {
+        "projects/demo/secrets/bitso-api-key": KEY_VALUE,
+        "projects/demo/secrets/bitso-api-secret": ["an-old-secret", f"{SECRET_VALUE}\nline 2"],
+    }
+    with FakeSecretManager(values) as server:
+        monkeypatch.setenv(secrets.ENDPOINT_ENV, server.url)
+        message = read_error()
+    assert message.startswith(f"BITSO_API_SECRET_SECRET={SECRET_NAME} holds a value that has")
+    assert "control character (at position 20)" in message

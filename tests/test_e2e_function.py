@@ -9,6 +9,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+import requests
 
 from bitso_collector.grid import minute_of, slots_ahead
 from bitso_format import (
@@ -20,7 +21,7 @@ from bitso_format import (
 )
 from bitso_testkit.fake_bitso import FakeBitso
 from bitso_testkit.processes import free_port
-from tests.conftest import StartFunction
+from tests.conftest import SCHEDULE_HEADER, StartFunction
 from tests.support.schemas import RUN_RECORD, SNAPSHOT
 
 pytestmark = pytest.mark.e2e
@@ -88,6 +89,31 @@ def test_the_plain_cli_answers_400_for_bad_bodies_and_sends_nothing(
         reply = server.call(raw=raw)
         assert reply.status_code == 400
         assert message in reply.json()["error"]
+    assert fake_bitso.requests == []
+    assert not server.data_dir.exists()
+
+
+def test_the_server_refuses_bad_bodies_methods_and_minutes_at_once(
+    start_function: StartFunction, fake_bitso: FakeBitso
+) -> None:
+    server = start_function({"BITSO_API_URL": fake_bitso.url}, shifted_clock=False)
+    sixty_thousand_books = json.dumps({"books": [f"b{n}_mxn" for n in range(60_000)]}).encode()
+    chunked = (b"[" * 10_000 for _ in range(100))  # 1 MB without a Content-Length
+    for raw in (b"[" * 100_000, sixty_thousand_books, chunked):
+        reply = requests.post(server.url, data=raw, timeout=10)
+        assert reply.status_code == 413
+        assert reply.json()["status"] == "too_large"
+    reply = server.call(raw=b"[" * 3000)
+    assert reply.status_code == 400
+    assert "3000 levels deep" in reply.json()["error"]
+    for method in ("PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"):
+        reply = requests.request(method, server.url, data=b'{"duration_seconds": 1}', timeout=10)
+        assert reply.status_code == 405, method
+        assert reply.headers["Allow"] == "GET, POST"
+    for header, status in [("0001-01-01T00:00:00+00:01", 400), ("1970-01-01T00:00:00Z", 410)]:
+        reply = server.call({"duration_seconds": 5}, headers={SCHEDULE_HEADER: header})
+        assert reply.status_code == status, reply.text
+    assert reply.json()["status"] == "too_late"
     assert fake_bitso.requests == []
     assert not server.data_dir.exists()
 

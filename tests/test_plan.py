@@ -6,6 +6,7 @@ import pytest
 
 from bitso_collector.call_options import CallOptions
 from bitso_collector.config import Settings
+from bitso_collector.outcomes import CallStatus
 from bitso_collector.runner import plan_call
 from bitso_collector.sinks.gcs import DEADLINE_MARGIN_S, MIN_ATTEMPT_S
 from bitso_collector.strategies.base import TIMEOUT_HEADROOM_S
@@ -37,3 +38,28 @@ def test_a_window_ends_its_call_early_but_never_after_the_minute() -> None:
     )
     assert late.answer_by < MINUTE + 60
     assert late.coverage.planned[0].at_ms >= (MINUTE + 50 - 0.6) * 1000
+
+
+@pytest.mark.parametrize(
+    ("arrival", "refused"),
+    [
+        (-10.0, None),  # at most 10 s ahead is served
+        (-10.5, CallStatus.TOO_EARLY),
+        (59.45, None),  # slot 58 (58.983 s) may start until 59.491 s
+        (59.5, CallStatus.TOO_LATE),
+        (60.0, CallStatus.TOO_LATE),  # the minute is over
+        (-365 * 86400.0, CallStatus.TOO_EARLY),
+    ],
+)
+def test_a_call_that_can_serve_none_of_its_minute_is_refused(
+    arrival: float, refused: CallStatus | None
+) -> None:
+    plan = plan_call(Settings(), CallOptions(schedule_time=MINUTE), now=MINUTE + arrival)
+    assert (plan.refused.status if plan.refused else None) is refused
+
+
+def test_a_window_with_no_slot_in_it_is_not_a_refusal() -> None:
+    """Slots at 0 s and 30 s and a 5 s window from 16 s: nothing to request, but not late."""
+    options = CallOptions(schedule_time=MINUTE, duration_seconds=5)
+    plan = plan_call(Settings(requests_per_minute=2), options, now=MINUTE + 16)
+    assert plan.coverage.planned == [] and plan.refused is None

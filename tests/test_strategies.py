@@ -28,7 +28,7 @@ from bitso_collector.pacing import Pacer
 from bitso_collector.runner import Collector
 from bitso_collector.sinks import LocalSink
 from bitso_collector.strategies import make_strategy
-from bitso_format import grid_minute
+from bitso_format import grid_minute, parse_rfc3339
 from bitso_logs import JsonLogger
 from bitso_testkit.fake_bitso import Behaviour, FakeBitso, RequestLog
 
@@ -39,10 +39,21 @@ BOOKS = ("btc_mxn", "eth_mxn")
 STRATEGIES = ("sequential", "threaded", "asyncio")
 CONCURRENT = ("threaded", "asyncio")
 MAX_LATE = slot_spacing(RPM, PERIOD_MS) / 2  # what the runner plans with
+#: How long a request of a concurrent strategy may wait: 7 slots (8 in flight), 0.93 s here.
+REPLY_TIMEOUT = 7 * slot_spacing(RPM, PERIOD_MS)
 #: From a request leaving the collector to the fake's handler noting it, on 127.0.0.1.
 ARRIVAL_SLACK = 0.03
 #: How long before the first minute boundary the first call arrives.
 LEAD = 0.1
+
+
+class CompressedFake(FakeBitso):
+    """The fake Bitso, its "typical" replies (median 200 ms, slower than a slot here) cut off
+    short of the reply timeout: at this compression its 1.5 s tail would be a 22 s reply in a
+    real minute, and a timeout rather than a slow reply."""
+
+    def latency(self) -> float:
+        return min(super().latency(), REPLY_TIMEOUT - 0.05)
 
 
 class RecordingPacer(Pacer):
@@ -90,7 +101,7 @@ class Harness:
         """The fake's order book requests, each with its start on the collector's clock.
 
         The fake logs a request when it answers (its `at` is when it began), so this first waits
-        for replies the collector stopped waiting for (at most the longest latency, 1.5 s).
+        for replies the collector stopped waiting for (at most the longest latency, 0.9 s).
         """
         give_up = time.monotonic() + 3
         while len(self.fake.requests) < len(self.pacer.all_starts) and time.monotonic() < give_up:
@@ -112,7 +123,7 @@ class Harness:
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
     name: str = request.param
     behaviour = Behaviour(latency="typical", limit=RPM + 1, window=PERIOD)
-    with FakeBitso(behaviour) as fake:
+    with CompressedFake(behaviour) as fake:
         settings = Settings(books=BOOKS, api_url=fake.url, requests_per_minute=RPM, strategy=name)
         first_ms = (int(time.time() * 1000) // PERIOD_MS + 1) * PERIOD_MS
         clock = ShiftedClock(0.0)
@@ -251,3 +262,39 @@ def test_a_throttling_reply_stops_the_minute(harness: Harness) -> None:
     assert_one_start_per_slot(h)
     stored, not_stored = assert_stored_as_served(h)
     assert record["written"] == len(stored) == 3 and not_stored == 0
+
+
+class TimedLog(io.StringIO):
+    """A log stream that notes when (on the collector's clock) each line was written."""
+
+    def __init__(self, clock: ShiftedClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.lines: list[tuple[float, dict[str, Any]]] = []
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            self.lines.append((self.clock.now(), json.loads(line)))
+        return len(text)
+
+
+@pytest.mark.parametrize("harness", CONCURRENT, indirect=True)
+def test_hung_replies_cost_only_their_own_slots_and_are_logged_at_once(harness: Harness) -> None:
+    """The first 8 replies of a minute (as many as may be in flight) never come: each times out
+    after its reply timeout, so the in-flight limit never fills and every later slot is stored;
+    each timeout is logged as it happens, not when the minute ends."""
+    h = harness
+    stream = TimedLog(h.clock)
+    h.collector.log = JsonLogger(stream)
+    h.fake.configure(latency=0.02, script=["hang"] * 8)
+    record, _ = h.call(0)
+
+    assert record["failed"] == {"timeout": 8}, record["failed"]
+    assert record["written"] == record["slots_planned"] - 8 > 0
+    assert record["abandoned"] == 0 and not record["lost"]
+    warnings = [(at, line) for at, line in stream.lines if line["message"] == "slot failed"]
+    assert len(warnings) == 8
+    for logged_at, line in warnings:
+        assert line["severity"] == "WARNING" and line["reason"] == "timeout"
+        slot_at = parse_rfc3339(line["slot"]) / 1000
+        assert slot_at + REPLY_TIMEOUT <= logged_at < slot_at + REPLY_TIMEOUT + MAX_LATE

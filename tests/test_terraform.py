@@ -37,6 +37,8 @@ FETCH_BOOK_ENV = (
     "GCS_BUCKET",
     "OBJECT_PREFIX",
     "COMPRESSION",
+    "STREAMS",
+    "BITSO_WS_URL",
     "GOOGLE_CLOUD_PROJECT",
     "BITSO_API_KEY_SECRET",
     "BITSO_API_SECRET_SECRET",
@@ -54,6 +56,8 @@ FETCH_BOOK_ENV_SOURCE = {
     "GCS_BUCKET": "google_storage_bucket.data.name",
     "OBJECT_PREFIX": "var.object_prefix",
     "COMPRESSION": "var.compression",
+    "STREAMS": "var.streams",
+    "BITSO_WS_URL": "var.bitso_ws_url",
     "GOOGLE_CLOUD_PROJECT": "var.project_id",
 }
 

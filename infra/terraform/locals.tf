@@ -27,6 +27,8 @@ locals {
     GCS_BUCKET           = google_storage_bucket.data.name
     OBJECT_PREFIX        = var.object_prefix
     COMPRESSION          = var.compression
+    STREAMS              = join(",", var.streams)
+    BITSO_WS_URL         = var.bitso_ws_url
     GOOGLE_CLOUD_PROJECT = var.project_id # log lines link to their request's trace
     LOG_EXECUTION_ID     = "true"
   }

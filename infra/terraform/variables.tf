@@ -212,6 +212,28 @@ variable "compression" {
   }
 }
 
+variable "streams" {
+  description = "Bitso WebSocket channels recorded beside the snapshots, one object per book, channel and minute (STREAMS): any of trades, diff-orders. Empty (the default) records snapshots only. With diff-orders, a book's first slot each minute (and its next slot after a sequence gap or a reconnect) fetches the full order-level book (aggregate=false) as the anchor of its diffs."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for channel in var.streams : contains(["trades", "diff-orders"], channel)]) && length(distinct(var.streams)) == length(var.streams)
+    error_message = "streams may hold trades and diff-orders, each at most once."
+  }
+}
+
+variable "bitso_ws_url" {
+  description = "Bitso's WebSocket URL (BITSO_WS_URL); used only when streams is not empty."
+  type        = string
+  default     = "wss://ws.bitso.com"
+
+  validation {
+    condition     = can(regex("^wss://[^/\\s]+(/\\S*)?$", var.bitso_ws_url))
+    error_message = "bitso_ws_url must be a wss:// URL."
+  }
+}
+
 variable "create_bitso_secrets" {
   description = "Create Secret Manager secrets for a Bitso API key and secret (containers only, no values in Terraform state) and point the function at them. Off by default: the order book is public, and a secret without a version makes every call fail until you add one. See the README section 'Optional: Bitso API credentials' for the order of steps."
   type        = bool
@@ -219,7 +241,7 @@ variable "create_bitso_secrets" {
 }
 
 variable "static_egress_ip" {
-  description = "Send all of fetch_book's traffic through a VPC of this deployment whose Cloud NAT uses one reserved static external address (output static_egress_ip), so Bitso's per-IP budget of 60 requests a minute is this deployment's alone; also keeps one instance warm. About $5 a month (README, 'Static egress address'). false = Cloud Run's default egress: a dynamic pool of addresses shared with other tenants, no VPC, no NAT, min 0 instances."
+  description = "Send all of fetch_book's traffic through a VPC of this deployment whose Cloud NAT uses one reserved static external address (output static_egress_ip), so Bitso's per-IP budget of 60 requests a minute is this deployment's alone; also keeps one instance warm. About $6 a month (README, 'Static egress address'). false = Cloud Run's default egress: a dynamic pool of addresses shared with other tenants, no VPC, no NAT, min 0 instances."
   type        = bool
   default     = true
 }

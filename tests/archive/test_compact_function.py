@@ -119,3 +119,19 @@ def test_main_imports_no_polars_or_matplotlib() -> None:
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("GCS_BUCKET", "gs://"), ("OBJECT_PREFIX", "../elsewhere"), ("COMPACTED_PREFIX", "a b")],
+)
+def test_a_bad_setting_answers_500_naming_it(
+    client: Any, monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    compact_app.reset_runtime()
+    resp = client.post("/", json={"hour": "2026-11-20T10"})
+    assert resp.status_code == 500
+    body = resp.get_json()
+    assert body["status"] == "misconfigured"
+    assert body["error"].startswith(f"{name}={value!r}")

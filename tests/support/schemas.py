@@ -11,6 +11,7 @@ import jsonschema
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 SNAPSHOT = json.loads((SCHEMAS / "snapshot.schema.json").read_text())
 RUN_RECORD = json.loads((SCHEMAS / "run_record.schema.json").read_text())
+STREAM_LINE = json.loads((SCHEMAS / "stream_line.schema.json").read_text())
 
 
 def check_run_record(body: Any) -> None:

@@ -15,11 +15,10 @@ import flask
 
 from bitso_logs import JsonLogger
 
-from .call_options import BadRequest, parse_call
+from .call_options import MAX_BODY_BYTES, BadRequest, BodyTooLarge, parse_call
 from .clock import Clock, SystemClock
 from .config import ConfigError, Settings, load_settings
 from .credentials import CredentialsError, resolve_credentials
-from .errors import StorageError
 from .outcomes import CallStatus
 from .run_record import RunRecord
 from .runner import Collector
@@ -39,7 +38,17 @@ HTTP_STATUS = {
     CallStatus.BACKING_OFF: 503,
     CallStatus.LOST: 500,
     CallStatus.MISCONFIGURED: 500,
+    # The minute is gone: nothing of it can be collected any more.
+    CallStatus.TOO_LATE: 410,
+    # A well-formed schedule time that names a minute this server cannot serve yet.
+    CallStatus.TOO_EARLY: 422,
 }
+
+
+#: The methods served (README: "POST (or GET) to the function"); anything else is a 405.
+ALLOWED_METHODS = ("GET", "POST")
+#: Bytes a body too large is read and dropped in, after its first `MAX_BODY_BYTES`.
+DRAIN_CHUNK = 64 * 1024
 
 
 @dataclass
@@ -78,15 +87,52 @@ def reset_runtime() -> None:
         _runtime = None
 
 
-def _answer(body: dict[str, Any], status: int) -> flask.Response:
+def _answer(
+    body: dict[str, Any], status: int, headers: dict[str, str] | None = None
+) -> flask.Response:
     return flask.Response(
-        json.dumps(body, indent=2) + "\n", status=status, mimetype="application/json"
+        json.dumps(body, indent=2) + "\n",
+        status=status,
+        mimetype="application/json",
+        headers=headers,
     )
 
 
+def read_body(request: flask.Request) -> bytes:
+    """The body, of which at most `MAX_BODY_BYTES + 1` bytes are ever held: a longer one is read
+    on and dropped in pieces (so its sender hears the 413 rather than a reset connection, and the
+    framework, which reads what is left after the answer, finds nothing) and is `BodyTooLarge`."""
+    stream = request.stream
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_BODY_BYTES:
+        chunk = stream.read(MAX_BODY_BYTES + 1 - size)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+    while stream.read(DRAIN_CHUNK):
+        pass
+    raise BodyTooLarge
+
+
 def handle(request: flask.Request) -> flask.Response:
+    if request.method not in ALLOWED_METHODS:
+        allowed = ", ".join(ALLOWED_METHODS)
+        log.warning("method not allowed", method=request.method)
+        return _answer(
+            {
+                "error": f"method {request.method} is not allowed; use {allowed}",
+                "status": "method_not_allowed",
+            },
+            405,
+            {"Allow": allowed},
+        )
     try:
-        options = parse_call(request.get_data(cache=False), request.headers)
+        options = parse_call(read_body(request), request.headers)
+    except BodyTooLarge as error:
+        log.warning("bad request", reason=str(error))
+        return _answer({"error": str(error), "status": "too_large"}, 413)
     except BadRequest as error:
         log.warning("bad request", reason=str(error))
         return _answer({"error": str(error), "status": "bad_request"}, 400)
@@ -99,12 +145,6 @@ def handle(request: flask.Request) -> flask.Response:
         return _answer(record.to_json(), HTTP_STATUS[record.status])
     try:
         record = runtime.collector.run(options)
-    except BadRequest as error:
-        log.warning("bad request", reason=str(error))
-        return _answer({"error": str(error), "status": "bad_request"}, 400)
-    except StorageError as error:
-        log.error("cannot claim the minute", reason=str(error))
-        return _answer({"error": f"cannot claim the minute: {error}", "status": "lost"}, 500)
     except Exception as error:  # a bug must still answer JSON and leave a trace in the logs
         log.error("unexpected error", error=f"{type(error).__name__}: {error}", exc_info=True)
         return _answer(

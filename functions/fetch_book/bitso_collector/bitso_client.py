@@ -7,9 +7,10 @@ from urllib.parse import urlencode
 
 import requests
 
-from .errors import ConnectionFailed, MalformedReply, RequestTimeout
+from .errors import ConnectionFailed, MalformedReply, RequestTimeout, connection_cause
 from .replies import parse_order_book_reply
 from .signing import ApiCredentials, NonceSource, authorization_header
+from .streams.backfill import RestTrade, parse_trades_reply, trades_path
 
 ORDER_BOOK_PATH = "/v3/order_book/"
 CONNECT_TIMEOUT = 3.0
@@ -63,9 +64,23 @@ class BitsoClient:
     def order_book(
         self, book: str, aggregate: bool = True, timeout: float | None = None
     ) -> dict[str, Any]:
-        """The order book payload; raises a `BitsoError` subtype for every kind of failure."""
-        path = order_book_path(book, aggregate)
+        """The order book payload; raises a `BitsoError` subtype for every kind of failure.
+
+        `timeout` (the caller's limit for this request) can shorten the read timeout, never
+        lengthen it.
+        """
+        return parse_order_book_reply(*self._get(order_book_path(book, aggregate), timeout))
+
+    def trades(
+        self, book: str, marker: int | None = None, timeout: float | None = None
+    ) -> list[RestTrade]:
+        """One newest-first page of `GET /v3/trades/` (100 trades, older than `marker`)."""
+        return parse_trades_reply(*self._get(trades_path(book, marker), timeout))
+
+    def _get(self, path: str, timeout: float | None) -> tuple[int, bytes]:
+        """Status and body of one signed GET; raises a `BitsoError` subtype when there is none."""
         read_timeout = self.read_timeout if timeout is None else max(0.05, timeout)
+        read_timeout = min(read_timeout, self.read_timeout)
         try:
             response = self._session.get(
                 self.api_url + path,
@@ -80,10 +95,12 @@ class BitsoClient:
         except requests.ConnectionError as error:
             if "timed out" in str(error).lower():
                 raise RequestTimeout(f"no reply within {read_timeout:.1f} s") from error
-            raise ConnectionFailed(f"cannot reach {self.api_url}: {type(error).__name__}") from None
+            raise ConnectionFailed(
+                f"cannot reach {self.api_url}: {connection_cause(error)}"
+            ) from None
         except requests.RequestException as error:  # redirects, bad URLs, ...: still one slot
             raise ConnectionFailed(f"request failed: {type(error).__name__}") from None
-        return parse_order_book_reply(response.status_code, body)
+        return response.status_code, body
 
     def close(self) -> None:
         self._session.close()

@@ -7,22 +7,29 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from bitso_format import (
     BITSO_LIMIT_PER_MINUTE,
     BOOK_PATTERN,
     DEFAULT_REQUESTS_PER_MINUTE,
+    STREAM_CHANNELS,
     parse_bucket,
     parse_object_prefix,
 )
+from bitso_logs import mask_url_credentials
+
+from .signing import credential_problem
 
 STRATEGIES = ("sequential", "threaded", "asyncio")
 COMPRESSIONS = ("none", "gzip")
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
+DEFAULT_WS_URL = "wss://ws.bitso.com"
 _SECRET_VERSION = re.compile(r"^projects/[^/]+/secrets/[^/]+/versions/[^/]+$")
 
 
@@ -45,6 +52,9 @@ class Settings:
     api_secret: str | None = None
     api_key_secret: str | None = None
     api_secret_secret: str | None = None
+    #: WebSocket channels recorded beside the snapshots, in `STREAM_CHANNELS` order (empty: none).
+    streams: tuple[str, ...] = ()
+    ws_url: str = DEFAULT_WS_URL
 
     def __repr__(self) -> str:
         """Like the dataclass repr, with the credentials masked so they never reach a log."""
@@ -53,7 +63,7 @@ class Settings:
             f"{name}={'***' if name in masked and value else value!r}"
             for name, value in self.__dict__.items()
         )
-        return f"Settings({fields})"
+        return mask_url_credentials(f"Settings({fields})")
 
 
 def parse_books(raw: str, source: str = "BITSO_BOOKS") -> tuple[str, ...]:
@@ -71,7 +81,7 @@ def validate_books(books: tuple[str, ...], source: str) -> tuple[str, ...]:
                 f"{source} has {book!r}, which is not a book name; "
                 "allowed: lower-case letters and digits on both sides of one '_', e.g. btc_mxn"
             )
-    duplicates = sorted({book for book in books if books.count(book) > 1})
+    duplicates = sorted(book for book, count in Counter(books).items() if count > 1)
     if duplicates:
         raise ConfigError(f"{source} names {', '.join(duplicates)} more than once")
     return books
@@ -110,12 +120,63 @@ def _requests_per_minute(raw: str) -> int:
 
 
 def _api_url(raw: str) -> str:
+    """A base URL: http(s), printable ASCII, with no credentials, query or fragment."""
     value = raw.strip().rstrip("/")
-    if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", value):
+    shown = f"BITSO_API_URL={mask_url_credentials(raw)!r}"
+    if not (re.fullmatch(r"https?://[^\s/]+(/\S*)?", value) and value.isascii()):
+        raise ConfigError(f"{shown} is not an http(s) URL; e.g. https://api.bitso.com")
+    parts = urlsplit(value)
+    if "@" in parts.netloc:
         raise ConfigError(
-            f"BITSO_API_URL={raw!r} is not an http(s) URL; e.g. https://api.bitso.com"
+            f"{shown} carries credentials (user:password@); the order book is public, and "
+            "signing keys go in BITSO_API_KEY and BITSO_API_SECRET"
         )
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
+        raise ConfigError(f"{shown} has a query or fragment; give the base URL only")
+    try:
+        parts.port  # noqa: B018 - raises for a port that is not a number from 0 to 65535
+    except ValueError:
+        raise ConfigError(f"{shown} has a port that is not a number from 0 to 65535") from None
     return value
+
+
+def parse_streams(raw: str) -> tuple[str, ...]:
+    """`STREAMS`: comma-separated channels from `STREAM_CHANNELS`, no repeats; empty for none."""
+    allowed = ", ".join(STREAM_CHANNELS)
+    chosen = [part.strip().lower() for part in raw.split(",") if part.strip()]
+    for channel in chosen:
+        if channel not in STREAM_CHANNELS:
+            raise ConfigError(
+                f"STREAMS has {channel!r}, which is not a channel; allowed: {allowed} "
+                "(comma-separated), or empty to record no streams"
+            )
+    if len(set(chosen)) != len(chosen):
+        raise ConfigError(f"STREAMS={raw!r} names a channel more than once; allowed: {allowed}")
+    return tuple(channel for channel in STREAM_CHANNELS if channel in chosen)
+
+
+def _ws_url(raw: str) -> str:
+    """The WebSocket: ws(s), printable ASCII, with no credentials and a valid port."""
+    value = raw.strip()
+    shown = f"BITSO_WS_URL={mask_url_credentials(raw)!r}"
+    if not (re.fullmatch(r"wss?://[^\s/]+(/\S*)?", value) and value.isascii()):
+        raise ConfigError(f"{shown} is not a ws:// or wss:// URL; e.g. {DEFAULT_WS_URL}")
+    parts = urlsplit(value)
+    if "@" in parts.netloc:
+        raise ConfigError(f"{shown} carries credentials (user:password@); the socket is public")
+    try:
+        parts.port  # noqa: B018 - raises for a port that is not a number from 0 to 65535
+    except ValueError:
+        raise ConfigError(f"{shown} has a port that is not a number from 0 to 65535") from None
+    return value
+
+
+def _credential(name: str, raw: str) -> str | None:
+    value = raw.strip()
+    problem = credential_problem(value)
+    if problem:
+        raise ConfigError(f"{name} {problem}")  # never the value itself
+    return value or None
 
 
 def _prefix(raw: str) -> str:
@@ -189,10 +250,12 @@ def load_settings(
         local_data_dir=get("LOCAL_DATA_DIR", "data").strip() or "data",
         object_prefix=_prefix(get("OBJECT_PREFIX")),
         compression=_choice("COMPRESSION", get("COMPRESSION", "none"), COMPRESSIONS),
-        api_key=get("BITSO_API_KEY").strip() or None,
-        api_secret=get("BITSO_API_SECRET").strip() or None,
+        api_key=_credential("BITSO_API_KEY", get("BITSO_API_KEY")),
+        api_secret=_credential("BITSO_API_SECRET", get("BITSO_API_SECRET")),
         api_key_secret=_secret_name("BITSO_API_KEY_SECRET", get("BITSO_API_KEY_SECRET")),
         api_secret_secret=_secret_name("BITSO_API_SECRET_SECRET", get("BITSO_API_SECRET_SECRET")),
+        streams=parse_streams(get("STREAMS")),
+        ws_url=_ws_url(get("BITSO_WS_URL", DEFAULT_WS_URL)),
     )
     if bool(settings.api_key) != bool(settings.api_secret):
         raise ConfigError("BITSO_API_KEY and BITSO_API_SECRET must be set together, or neither")

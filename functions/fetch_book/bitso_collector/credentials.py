@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from . import secrets
 from .config import Settings
-from .signing import ApiCredentials
+from .signing import ApiCredentials, credential_problem
 
 
 class CredentialsError(RuntimeError):
@@ -39,4 +39,8 @@ def _from_secret_manager(key_version: str, secret_version: str) -> ApiCredential
         raise CredentialsError(
             f"cannot read {variables[error.name]}={error.name} from Secret Manager: {error.reason}"
         ) from None
+    for version, value in ((key_version, key), (secret_version, secret)):
+        problem = credential_problem(value)
+        if problem:
+            raise CredentialsError(f"{variables[version]}={version} holds a value that {problem}")
     return ApiCredentials(key, secret)

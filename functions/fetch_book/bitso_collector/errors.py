@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
+
 from .outcomes import Outcome
 
 
@@ -53,6 +56,43 @@ class MalformedReply(BitsoError):
     """A body that is not JSON or not the order book shape."""
 
     reason = Outcome.MALFORMED
+
+
+def connection_cause(error: BaseException) -> str:
+    """Why a connection failed, in words (`name resolution failed (...)`, `connection refused`),
+    found among the errors HTTP clients wrap one in another (causes, `reason`, `os_error`)."""
+    seen: set[int] = set()
+    queue: list[BaseException] = [error]
+    described: str | None = None
+    while queue:
+        current = queue.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror):
+            return f"name resolution failed ({current.strerror or current})"
+        if isinstance(current, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(current, ConnectionResetError):
+            return "connection reset"
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return f"TLS certificate refused ({current.verify_message or current.reason})"
+        if isinstance(current, ssl.SSLError):
+            return f"TLS failed ({current.reason or current})"
+        if described is None and isinstance(current, OSError) and current.strerror:
+            described = current.strerror
+        wrapped = [current.__cause__, current.__context__, *current.args]
+        wrapped += [getattr(current, "reason", None), getattr(current, "os_error", None)]
+        queue.extend(item for item in wrapped if isinstance(item, BaseException))
+    return described or type(error).__name__
+
+
+def unexpected(error: Exception) -> BitsoError:
+    """A request that failed in a way no error type above covers (a bug), as a slot failure.
+
+    Only the type is named: the message of an unknown error may quote a header, and so a key.
+    """
+    return BitsoError(f"unexpected {type(error).__name__}")
 
 
 class StorageError(Exception):

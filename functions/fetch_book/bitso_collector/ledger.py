@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from .grid import Slot
 from .outcomes import Outcome
+from .streams.planner import SlotUse
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class LedgerView:
     outcomes: dict[int, Outcome]
     lost: tuple[LostSnapshot, ...]
     throttle_replies: int
+    #: What each started slot fetched, for those that were not an ordinary snapshot.
+    uses: dict[int, SlotUse]
     #: When the first throttled request started and the last throttling reply came (None when
     #: nothing was throttled): what the back-off after this call is measured from.
     first_throttled_start: float | None = None
@@ -46,6 +49,7 @@ class SlotLedger:
         self._writing: set[int] = set()
         self._lost: list[LostSnapshot] = []
         self._throttle_replies = 0
+        self._uses: dict[int, SlotUse] = {}
         self._first_throttled_start: float | None = None
         self._last_throttle_reply: float | None = None
 
@@ -53,10 +57,12 @@ class SlotLedger:
     def throttled(self) -> bool:
         return self._throttled.is_set()
 
-    def started(self, slot: Slot, at: float) -> None:
+    def started(self, slot: Slot, at: float, use: SlotUse = SlotUse.SNAPSHOT) -> None:
         with self._lock:
             self._slots[slot.number] = slot
             self._started_at[slot.number] = at
+            if use is not SlotUse.SNAPSHOT:
+                self._uses[slot.number] = use
 
     def settle(self, slot: Slot, outcome: Outcome, at: float | None = None) -> bool:
         """Give the slot its outcome (its reply came `at`, when known); False when it already
@@ -117,6 +123,7 @@ class SlotLedger:
                 dict(self._outcomes),
                 tuple(self._lost),
                 self._throttle_replies,
+                dict(self._uses),
                 self._first_throttled_start,
                 self._last_throttle_reply,
             )

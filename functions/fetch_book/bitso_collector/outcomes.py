@@ -30,6 +30,8 @@ class Outcome(StrEnum):
     CONNECTION = "connection"
     MALFORMED = "malformed"
     BITSO_ERROR = "bitso_error"
+    # A trades backfill page was fetched: the slot stores trades, not a snapshot.
+    BACKFILLED = "backfilled"
 
     @property
     def stored(self) -> bool:
@@ -38,8 +40,9 @@ class Outcome(StrEnum):
 
     @property
     def failed(self) -> bool:
-        """Counted under `failed` in the run record: neither stored nor lost in storage."""
-        return not self.stored and self is not Outcome.LOST
+        """Counted under `failed` in the run record: neither stored, lost in storage, nor used
+        for a trades backfill."""
+        return not self.stored and self not in (Outcome.LOST, Outcome.BACKFILLED)
 
 
 class CallStatus(StrEnum):
@@ -53,3 +56,7 @@ class CallStatus(StrEnum):
     LOST = "lost"
     CLAIMED = "claimed"
     MISCONFIGURED = "misconfigured"
+    #: The call's minute has no slot left that could still start (nothing claimed or requested).
+    TOO_LATE = "too_late"
+    #: The call names a minute too far ahead of this server's clock (nothing claimed or requested).
+    TOO_EARLY = "too_early"

@@ -1,11 +1,14 @@
 """What the strategies report to: each slot's start, skip, failure or reply.
 
 Normalising is cheap and done on the reporting thread; the write goes to the snapshot writer so
-storage never holds up the next request. What happened is kept in the slot ledger.
+storage never holds up the next request. What happened is kept in the slot ledger. With streams
+on, the stream state decides what each slot fetches (a snapshot, an anchor, a trades page) and
+hears how it went.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from bitso_format import iso_millis
@@ -18,6 +21,26 @@ from .ledger import SlotLedger
 from .outcomes import Outcome
 from .snapshot import encode, normalise
 from .snapshot_writer import SnapshotWriter, StorageOptions
+from .streams.backfill import RestTrade, TradesWindow, choose
+from .streams.planner import PlannedUse, SlotUse
+from .streams.state import StreamState
+
+
+@dataclass(frozen=True)
+class SlotStart:
+    """A slot's request as it starts: when, what it fetches, and with which aggregation."""
+
+    at: float
+    use: PlannedUse
+    aggregate: bool
+
+    @classmethod
+    def snapshot(cls, slot: Slot, at: float, aggregate: bool) -> SlotStart:
+        return cls(at, PlannedUse(slot.book, SlotUse.SNAPSHOT), aggregate)
+
+    @property
+    def backfill(self) -> bool:
+        return self.use.use is SlotUse.TRADES_BACKFILL
 
 
 class CallRecorder:
@@ -28,24 +51,34 @@ class CallRecorder:
         storage: StorageOptions,
         log: JsonLogger,
         clock: Clock,
+        streams: StreamState | None = None,
     ) -> None:
         self.ledger = ledger
         self._writer = writer
         self._storage = storage
         self._log = log
         self._clock = clock
+        self._streams = streams
 
     @property
     def throttled(self) -> bool:
         return self.ledger.throttled
 
-    def started(self, slot: Slot, at: float) -> None:
-        self.ledger.started(slot, at)
+    def start(self, slot: Slot, at: float) -> SlotStart:
+        """Record that the slot's request starts now, and what it fetches."""
+        if self._streams is None:
+            start = SlotStart.snapshot(slot, at, self._storage.aggregate)
+        else:
+            use = self._streams.use_for(slot.book)
+            aggregate = self._storage.aggregate and use.use is not SlotUse.ANCHOR
+            start = SlotStart(at, use, aggregate)
+        self.ledger.started(slot, at, start.use.use)
+        return start
 
     def skipped(self, slot: Slot, reason: Outcome) -> None:
         self.ledger.settle(slot, reason)
 
-    def failed(self, slot: Slot, error: BitsoError) -> None:
+    def failed(self, slot: Slot, error: BitsoError, start: SlotStart | None = None) -> None:
         if self.ledger.settle(slot, error.reason, at=self._clock.now()):
             self._log.warning(
                 "slot failed",
@@ -54,15 +87,34 @@ class CallRecorder:
                 reason=error.reason,
                 detail=str(error),
             )
+        if self._streams is None or start is None:
+            return
+        if start.use.use is SlotUse.ANCHOR:
+            self._streams.anchored(start.use, stored=False)
+        elif start.backfill:
+            self._streams.backfilled(start.use, None, start.at)
 
     def replied(
-        self, slot: Slot, requested_at: float, received_at: float, payload: dict[str, Any]
+        self, slot: Slot, start: SlotStart, received_at: float, payload: dict[str, Any]
     ) -> None:
         try:
             document = normalise(
-                slot.book, slot.at, requested_at, received_at, payload, self._storage.aggregate
+                slot.book, slot.at, start.at, received_at, payload, start.aggregate
             )
         except MalformedReply as error:
-            self.failed(slot, error)
+            self.failed(slot, error, start)
             return
         self._writer.submit(slot, encode(document, self._storage.compression))
+        if self._streams is not None and start.use.use is SlotUse.ANCHOR:
+            self._streams.anchored(start.use, stored=True)
+
+    def backfilled(
+        self, slot: Slot, start: SlotStart, received_at: float, trades: list[RestTrade]
+    ) -> None:
+        """A trades page is in: the trades the socket missed are stored with the streams."""
+        streams = self._streams
+        if streams is None or not self.ledger.settle(slot, Outcome.BACKFILLED):
+            return
+        window = start.use.window or TradesWindow(0)
+        page = choose(trades, window, streams.held_tids(slot.book))
+        streams.backfilled(start.use, page, received_at)

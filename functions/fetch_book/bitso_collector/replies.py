@@ -44,8 +44,9 @@ def _status_error(status: int) -> BitsoError | None:
     return None
 
 
-def parse_order_book_reply(status: int, body: bytes) -> dict[str, Any]:
-    """The `payload` of a successful order book reply; raises a `BitsoError` subtype otherwise."""
+def reply_payload(status: int, body: bytes) -> Any:
+    """The `payload` of a successful reply of any public endpoint; raises a `BitsoError`
+    subtype for an error envelope, a failing status or a body that is not Bitso's envelope."""
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -61,7 +62,12 @@ def parse_order_book_reply(status: int, body: bytes) -> dict[str, Any]:
     status_error = _status_error(status)
     if status_error is not None:
         raise status_error
-    payload = document.get("payload")
+    return document.get("payload")
+
+
+def parse_order_book_reply(status: int, body: bytes) -> dict[str, Any]:
+    """The `payload` of a successful order book reply; raises a `BitsoError` subtype otherwise."""
+    payload = reply_payload(status, body)
     if not (
         isinstance(payload, dict)
         and isinstance(payload.get("bids"), list)

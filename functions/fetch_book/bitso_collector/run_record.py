@@ -13,6 +13,7 @@ from bitso_format import RUN_RECORD_SCHEMA_VERSION, iso_millis, iso_minute, seco
 
 from .backoff import PaceMode
 from .outcomes import CallStatus
+from .streams.summary import StreamsSummary
 from .summary import CallSummary
 
 
@@ -65,8 +66,11 @@ class RunRecord:
     status: CallStatus
     facts: CallFacts | None = None
     summary: CallSummary | None = None
+    #: The WebSocket part, when the call recorded streams (`STREAMS`).
+    streams: StreamsSummary | None = None
     cpu_ms: float | None = None
-    #: Why the call could not run at all (a misconfigured instance).
+    #: What the counts cannot say: why the call did not run (misconfigured, too late or too
+    #: early, the minute not claimable), or that its run record could not be stored.
     error: str | None = None
     #: Where the record is stored; None when it is not (not stored, or nothing to store).
     location: str | None = None
@@ -99,7 +103,10 @@ class RunRecord:
             summary = asdict(self.summary)
             summary["lost"] = list(summary["lost"])
             summary["failures"] = list(summary["failures"])
+            summary["slot_uses"] = list(summary["slot_uses"])
             body.update(summary)
+        if self.streams is not None:
+            body["streams"] = self.streams.to_json()
         body["status"] = str(self.status)
         if self.error is not None:
             body["error"] = self.error

@@ -6,7 +6,8 @@ import json
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from bitso_format import (
     MINUTE_MS,
@@ -20,7 +21,7 @@ from bitso_logs import JsonLogger, trace_fields
 
 from .backoff import LOCKOUT_S, PaceMode, PacePolicy, PaceState, after_clean_minute, after_throttle
 from .backoff import initial_state as initial_pace
-from .call_options import SCHEDULE_HEADER, BadRequest, CallOptions
+from .call_options import SCHEDULE_HEADER, CallOptions
 from .clock import Clock
 from .config import Settings
 from .errors import StorageError
@@ -34,7 +35,11 @@ from .sinks.base import Sink
 from .snapshot_writer import SnapshotWriter, StorageOptions
 from .strategies import FetchJob, Strategy
 from .strategies.base import TIMEOUT_HEADROOM_S
+from .streams.summary import StreamsSummary
 from .summary import CallSummary, summarise
+
+if TYPE_CHECKING:
+    from .streams.call import CallStreams
 
 EARLY_TOLERANCE_S = 10.0
 #: Fetching stops this long before the minute ends (requests time out `TIMEOUT_HEADROOM_S`
@@ -52,6 +57,14 @@ REPLY_GRACE_S = 3.0
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """Why a call can serve none of its minute: it claims nothing and requests nothing."""
+
+    status: CallStatus
+    reason: str
+
+
+@dataclass(frozen=True)
 class CallPlan:
     minute: int
     minute_start: float
@@ -61,6 +74,7 @@ class CallPlan:
     deadline: float
     finish_by: float
     answer_by: float
+    refused: Refusal | None = None
 
 
 def plan_call(
@@ -76,11 +90,6 @@ def plan_call(
     anchor = options.schedule_time if options.schedule_time is not None else now
     minute = minute_of(anchor, period_ms)
     minute_start = minute * period
-    if minute_start - now > EARLY_TOLERANCE_S:
-        raise BadRequest(
-            f"{SCHEDULE_HEADER} names a minute {minute_start - now:.0f} s ahead of this "
-            f"server's clock; at most {EARLY_TOLERANCE_S:.0f} s ahead is allowed"
-        )
     rpm = requests_per_minute or settings.requests_per_minute
     books = options.books or settings.books
     max_late = slot_spacing(rpm, period_ms) / 2
@@ -94,7 +103,17 @@ def plan_call(
     coverage = slots_ahead(minute, now, rpm, books, max_late, until, period_ms)
     finish_by = min(minute_end - FINISH_MARGIN_S * scale, deadline + REPLY_GRACE_S)
     answer_by = min(minute_end - ANSWER_MARGIN_S * scale, finish_by + REPLY_GRACE_S)
-    return CallPlan(minute, minute_start, books, coverage, max_late, deadline, finish_by, answer_by)
+    return CallPlan(
+        minute,
+        minute_start,
+        books,
+        coverage,
+        max_late,
+        deadline,
+        finish_by,
+        answer_by,
+        _refusal(minute_start, coverage, max_late, now),
+    )
 
 
 def _back_off_facts(mode: PaceMode, state: PaceState, full: int) -> BackOffFacts:
@@ -108,14 +127,39 @@ def _back_off_facts(mode: PaceMode, state: PaceState, full: int) -> BackOffFacts
     )
 
 
-def call_status(summary: CallSummary, missed_late: int) -> CallStatus:
-    if summary.lost:
+def _refusal(
+    minute_start: float, coverage: Coverage, max_late: float, now: float
+) -> Refusal | None:
+    """A minute too far ahead, or one whose every slot is past the latest it could start (a
+    minute that is over, or all but over), cannot be served: say so rather than claim it."""
+    minute = iso_minute(seconds_to_ms(minute_start))
+    ahead = minute_start - now
+    if ahead > EARLY_TOLERANCE_S:
+        return Refusal(
+            CallStatus.TOO_EARLY,
+            f"{SCHEDULE_HEADER} names the minute {minute}, {ahead:.0f} s ahead of this "
+            f"server's clock; at most {EARLY_TOLERANCE_S:.0f} s ahead is allowed",
+        )
+    if coverage.missed_late and not coverage.planned and not coverage.outside_window:
+        past = now - (coverage.missed_late[-1].at + max_late)
+        return Refusal(
+            CallStatus.TOO_LATE,
+            f"the minute {minute} is over for this call: its last slot could start no later "
+            f"than {past:.1f} s before the call arrived",
+        )
+    return None
+
+
+def call_status(
+    summary: CallSummary, missed_late: int, streams: StreamsSummary | None = None
+) -> CallStatus:
+    if summary.lost or (streams is not None and streams.lost):
         return CallStatus.LOST
     if summary.throttled:
         return CallStatus.THROTTLED
     if summary.requests_sent == 0 and Outcome.BACKING_OFF in summary.failed:
         return CallStatus.BACKING_OFF
-    if summary.failed or missed_late:
+    if summary.failed or missed_late or (streams is not None and streams.unacknowledged):
         return CallStatus.DEGRADED
     return CallStatus.OK
 
@@ -147,6 +191,13 @@ class Collector:
         )
         self.pace: PaceState = initial_pace(self.pace_policy)
         self._pace_lock = threading.Lock()
+        self._streams_type: type[CallStreams] | None = None
+        if settings.streams:
+            # Imported with the instance, not in a call (aiohttp takes ~0.1 s to import, which
+            # would make a minute's first slot late), and only when streams are on.
+            from .streams.call import CallStreams  # noqa: PLC0415
+
+            self._streams_type = CallStreams
 
     def run(self, options: CallOptions) -> RunRecord:
         """The run record of one call (stored, unless the minute was claimed already)."""
@@ -175,30 +226,58 @@ class Collector:
             slots_missed_late=len(plan.coverage.missed_late),
             slots_outside_window=len(plan.coverage.outside_window),
         )
+        if plan.refused is not None:
+            return self._not_run(
+                RunRecord(
+                    run_id,
+                    arrived,
+                    arrived,
+                    plan.refused.status,
+                    facts,
+                    error=plan.refused.reason,
+                    back_off=_back_off_facts(mode, pace, full),
+                ),
+                f"{plan.refused.reason}; nothing claimed or requested",
+                log,
+            )
         prefix = self.settings.object_prefix
         claim = json.dumps(
             {"run_id": run_id, "claimed_at": iso_millis(seconds_to_ms(arrived))}
         ).encode()
         # A claim that lands after fetching would have stopped is of no use to this call.
-        if not self.sink.create(claim_name(prefix, minute_ms), claim, deadline=plan.deadline):
-            log.warning(
-                "minute already claimed by another call; nothing requested",
-                event="run_summary",
-                status=str(CallStatus.CLAIMED),
-                written=0,
-                failed=0,
-                throttled=0,
-                lost=0,
-            )
-            return RunRecord(
+        try:
+            claimed = self.sink.create(claim_name(prefix, minute_ms), claim, deadline=plan.deadline)
+        except StorageError as error:
+            reason = f"cannot claim the minute: {error}"
+            cpu_ms = round((time.process_time() - cpu_start) * 1000, 1)
+            unclaimed = RunRecord(
                 run_id,
                 arrived,
-                arrived,
-                CallStatus.CLAIMED,
+                self.clock.now(),
+                CallStatus.LOST,
                 facts,
+                CallSummary(),
+                cpu_ms=cpu_ms,
+                error=reason,
                 back_off=_back_off_facts(mode, pace, full),
             )
+            return self._not_run(unclaimed, f"{reason}; nothing requested", log, "ERROR")
+        if not claimed:
+            return self._not_run(
+                RunRecord(
+                    run_id,
+                    arrived,
+                    arrived,
+                    CallStatus.CLAIMED,
+                    facts,
+                    back_off=_back_off_facts(mode, pace, full),
+                ),
+                "minute already claimed by another call; nothing requested",
+                log,
+            )
 
+        # Nothing goes to Bitso in the silence after a throttling reply, its socket included.
+        streams = None if mode is PaceMode.BACKING_OFF else self._open_streams(plan, minute_ms, log)
         storage = StorageOptions(prefix, self.settings.compression, self.settings.aggregate)
         ledger = SlotLedger()
         writer = SnapshotWriter(
@@ -218,12 +297,33 @@ class Collector:
             max_late=plan.max_late,
             deadline=plan.deadline,
             aggregate=self.settings.aggregate,
-            recorder=CallRecorder(ledger, writer, storage, log, self.clock),
+            recorder=CallRecorder(
+                ledger,
+                writer,
+                storage,
+                log,
+                self.clock,
+                streams.state if streams is not None else None,
+            ),
+            slot_spacing=slot_spacing(pace.pace, self.period_ms),
             timeout_headroom=TIMEOUT_HEADROOM_S * self.period_ms / MINUTE_MS,
         )
-        self.strategy.run(job)
+        try:
+            self.strategy.run(job)
+        except BaseException:
+            if streams is not None:
+                streams.abort()
+            raise
+        if streams is not None:
+            streams.close()
         ledger.close_fetching()
+        if streams is not None:
+            streams.store(plan.finish_by)
         writer.finish(plan.finish_by)
+        stream_part = None
+        if streams is not None:
+            first = plan.coverage.planned[0].at if plan.coverage.planned else plan.deadline
+            stream_part = streams.summary((min(first, plan.deadline), plan.deadline))
         view = ledger.view()
         summary = summarise(view)
         after = self._next_pace(pace.pace, summary, view)
@@ -233,9 +333,10 @@ class Collector:
             run_id,
             arrived,
             self.clock.now(),
-            call_status(summary, missed),
+            call_status(summary, missed, stream_part),
             facts,
             summary,
+            stream_part,
             cpu_ms=round((time.process_time() - cpu_start) * 1000, 1),
             back_off=_back_off_facts(mode, after, full),
         )
@@ -259,6 +360,41 @@ class Collector:
                 self.pace = after_clean_minute(self.pace, self.pace_policy, pace_used)
             return self.pace
 
+    def _open_streams(self, plan: CallPlan, minute_ms: int, log: JsonLogger) -> CallStreams | None:
+        """With `STREAMS` set, the call's socket, connecting from now until fetching stops."""
+        if self._streams_type is None:
+            return None
+        streams = self._streams_type(
+            self.settings.ws_url,
+            plan.books,
+            self.settings.streams,
+            minute_ms,
+            self.sink,
+            self.settings.object_prefix,
+            self.clock,
+            log,
+            scale=self.period_ms / MINUTE_MS,
+        )
+        streams.open(plan.deadline)
+        return streams
+
+    @staticmethod
+    def _not_run(
+        record: RunRecord, message: str, log: JsonLogger, severity: str = "WARNING"
+    ) -> RunRecord:
+        """The record of a call that requested nothing, logged as its summary."""
+        log.log(
+            severity,
+            message,
+            event="run_summary",
+            status=str(record.status),
+            written=0,
+            failed=0,
+            throttled=0,
+            lost=0,
+        )
+        return record
+
     def _store(
         self, record: RunRecord, minute_ms: int, plan: CallPlan, log: JsonLogger
     ) -> RunRecord:
@@ -270,11 +406,23 @@ class Collector:
             self.sink.create(key, data, deadline=plan.answer_by)
         except StorageError as error:
             log.error("run record not stored", key=key, reason=str(error))
-            return record
+            # The archive is missing an object: as lost as a snapshot that was not stored.
+            return replace(record, status=CallStatus.LOST, error=f"run record not stored: {error}")
         return stored
 
     @staticmethod
     def _log_summary(record: RunRecord, summary: CallSummary, log: JsonLogger) -> None:
+        streams = record.streams
+        stream_counts: dict[str, Any] = {}
+        if streams is not None:
+            stream_counts = {
+                "stream_messages": streams.messages,
+                "stream_gaps": streams.gaps,
+                "stream_reconnects": streams.reconnects,
+                "backfilled_trades": streams.backfilled,
+                "streams_lost": len(streams.lost),
+                "streams_unacknowledged": len(streams.unacknowledged),
+            }
         status = record.status
         facts = record.facts
         assert facts is not None  # a call that ran had a plan
@@ -296,4 +444,5 @@ class Collector:
             lost=len(summary.lost),
             lateness_ms=asdict(summary.lateness_ms),
             duration_ms=round((record.finished_at - record.started_at) * 1000, 1),
+            **stream_counts,
         )

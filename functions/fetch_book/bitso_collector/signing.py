@@ -30,6 +30,22 @@ def authorization_header(
     return f"Bitso {credentials.key}:{nonce}:{sig}"
 
 
+def credential_problem(value: str) -> str | None:
+    """Why `value` cannot be a Bitso key or secret, or None; the answer never repeats it.
+
+    Both go into (or sign) the `Authorization` header, so they must be printable ASCII: a
+    newline would split the header, a character beyond Latin-1 cannot be sent at all.
+    """
+    for position, char in enumerate(value, start=1):
+        if not " " <= char <= "~":
+            kind = "is not ASCII" if not char.isascii() else "is a control character"
+            return (
+                f"has a character that {kind} (at position {position}); "
+                "allowed: printable ASCII, as Bitso's keys are letters and digits"
+            )
+    return None
+
+
 class NonceSource:
     """Strictly increasing millisecond nonces, safe to share between threads."""
 

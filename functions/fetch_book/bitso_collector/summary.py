@@ -22,6 +22,15 @@ class SlotNote:
 
 
 @dataclass(frozen=True)
+class SlotUseNote:
+    """A slot that fetched something other than an ordinary snapshot (streams on)."""
+
+    book: str
+    slot: str
+    use: str
+
+
+@dataclass(frozen=True)
 class Lateness:
     """Request-start lateness in ms (None when nothing started)."""
 
@@ -50,6 +59,8 @@ class CallSummary:
     failures: tuple[SlotNote, ...] = ()
     lateness_ms: Lateness = Lateness()
     per_book: dict[str, BookCounts] = field(default_factory=dict)
+    #: Every slot used for an anchor or a trades backfill, in slot order.
+    slot_uses: tuple[SlotUseNote, ...] = ()
 
 
 def summarise(view: LedgerView) -> CallSummary:
@@ -78,6 +89,10 @@ def summarise(view: LedgerView) -> CallSummary:
         failures=tuple(note(n, str(o)) for n, o in sorted(outcomes.items()) if o.failed),
         lateness_ms=_lateness(lateness),
         per_book=dict(sorted(per_book.items())),
+        slot_uses=tuple(
+            SlotUseNote(view.slots[n].book, iso_millis(view.slots[n].at_ms), str(use))
+            for n, use in sorted(view.uses.items())
+        ),
     )
 
 

@@ -19,10 +19,19 @@ from yarl import URL
 
 from ..bitso_client import CONNECT_TIMEOUT, READ_TIMEOUT, RequestSigner, order_book_path
 from ..clock import Clock
-from ..errors import BitsoError, ConnectionFailed, MalformedReply, RequestTimeout
+from ..errors import (
+    BitsoError,
+    ConnectionFailed,
+    MalformedReply,
+    RequestTimeout,
+    connection_cause,
+    unexpected,
+)
 from ..grid import Slot
+from ..recorder import SlotStart
 from ..replies import parse_order_book_reply
 from ..signing import ApiCredentials
+from ..streams.backfill import RestTrade, parse_trades_reply, trades_path
 from .base import FetchJob, begin, next_start, request_timeout
 
 #: Same bound as `threaded`: at most this many requests in flight, else the slot is skipped.
@@ -98,10 +107,23 @@ class AsyncBitsoClient:
         `timeout` (the time left until the job's deadline) caps the whole request; a socket that
         goes quiet for the read timeout fails sooner, as with the blocking client.
         """
+        status, body = await self._get(order_book_path(book, aggregate), timeout)
+        if len(body) > OFFLOAD_BYTES:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(None, parse_order_book_reply, status, body)
+        return parse_order_book_reply(status, body)
+
+    async def trades(
+        self, book: str, marker: int | None = None, timeout: float | None = None
+    ) -> list[RestTrade]:
+        """One newest-first page of `GET /v3/trades/` (100 trades, older than `marker`)."""
+        return parse_trades_reply(*await self._get(trades_path(book, marker), timeout))
+
+    async def _get(self, path: str, timeout: float | None) -> tuple[int, bytes]:
+        """Status and body of one signed GET; raises a `BitsoError` subtype when there is none."""
         session = self._session
         if session is None:
             raise RuntimeError("open the client with `async with` before requesting")
-        path = order_book_path(book, aggregate)
         limit = self.read_timeout if timeout is None else max(0.05, timeout)
         timeouts = aiohttp.ClientTimeout(
             total=limit,
@@ -124,11 +146,10 @@ class AsyncBitsoClient:
         except aiohttp.ClientResponseError as error:
             raise MalformedReply(f"not a valid HTTP reply: {error.message}") from None
         except (aiohttp.ClientError, OSError) as error:
-            raise ConnectionFailed(f"cannot reach {self.api_url}: {type(error).__name__}") from None
-        if len(body) > OFFLOAD_BYTES:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(None, parse_order_book_reply, status, body)
-        return parse_order_book_reply(status, body)
+            raise ConnectionFailed(
+                f"cannot reach {self.api_url}: {connection_cause(error)}"
+            ) from None
+        return status, body
 
 
 def run_call(main: Coroutine[Any, Any, None]) -> None:
@@ -158,9 +179,9 @@ def run_call(main: Coroutine[Any, Any, None]) -> None:
 
 class AsyncioStrategy:
     """Starts each request on its slot from one coroutine; each reply is awaited by its own task,
-    so a slow reply never delays the next slot. A request times out just before the deadline
-    (`base.request_timeout`); whatever is still in flight at the deadline is cancelled (the
-    recorder then counts it abandoned)."""
+    so a slow reply never delays the next slot. A request times out after `max_in_flight - 1`
+    slot spacings, or just before the deadline (`base.request_timeout`); whatever is still in
+    flight at the deadline is cancelled (the recorder then counts it abandoned)."""
 
     name = "asyncio"
 
@@ -202,9 +223,9 @@ class AsyncioStrategy:
                         continue
                     await sleep_until(job.clock, when)
                     in_flight = {task for task in in_flight if not task.done()}
-                    started = begin(job, slot, room=len(in_flight) < self.max_in_flight)
-                    if started is not None:
-                        fetch = self._fetch(client, job, slot, started)
+                    start = begin(job, slot, room=len(in_flight) < self.max_in_flight)
+                    if start is not None:
+                        fetch = self._fetch(client, job, slot, start, self.max_in_flight)
                         in_flight.add(asyncio.create_task(fetch))
                 left = job.deadline - job.clock.now()
                 if in_flight and left > 0:
@@ -215,22 +236,30 @@ class AsyncioStrategy:
                 await asyncio.gather(*in_flight, return_exceptions=True)
 
     @staticmethod
-    async def _fetch(client: AsyncBitsoClient, job: FetchJob, slot: Slot, started: float) -> None:
-        """One request for one slot, its reply or error reported to the recorder."""
+    async def _fetch(
+        client: AsyncBitsoClient, job: FetchJob, slot: Slot, start: SlotStart, max_in_flight: int
+    ) -> None:
+        """One request for one slot (an order book or a trades page), reported to the recorder."""
+        timeout = request_timeout(job, start.at, max_in_flight)
         try:
-            payload = await client.order_book(
-                slot.book, job.aggregate, timeout=request_timeout(job, started)
-            )
+            if start.backfill:
+                trades = await client.trades(slot.book, start.use.marker, timeout=timeout)
+                job.recorder.backfilled(slot, start, job.clock.now(), trades)
+                return
+            payload = await client.order_book(slot.book, start.aggregate, timeout=timeout)
         except BitsoError as error:
-            job.recorder.failed(slot, error)
+            job.recorder.failed(slot, error, start)
+            return
+        except Exception as error:  # a bug fails its slot, logged, rather than vanish in a task
+            job.recorder.failed(slot, unexpected(error), start)
             return
         received = job.clock.now()
-        if job.aggregate:
-            job.recorder.replied(slot, started, received, payload)
+        if start.aggregate:
+            job.recorder.replied(slot, start, received, payload)
         else:
             # Normalising and encoding a full order-level book takes milliseconds: off the loop.
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, job.recorder.replied, slot, started, received, payload)
+            await loop.run_in_executor(None, job.recorder.replied, slot, start, received, payload)
 
     def close(self) -> None:
         """Nothing to release: each call's session closes with the call's event loop."""

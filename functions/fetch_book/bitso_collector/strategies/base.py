@@ -13,7 +13,7 @@ from ..clock import Clock
 from ..grid import Slot
 from ..outcomes import Outcome
 from ..pacing import Pacer
-from ..recorder import CallRecorder
+from ..recorder import CallRecorder, SlotStart
 
 #: A request times out this long before the deadline, so a hung reply is counted as a timeout
 #: and only a request that could not even be timed out is counted as abandoned.
@@ -29,6 +29,8 @@ class FetchJob:
     deadline: float
     aggregate: bool
     recorder: CallRecorder
+    #: Seconds between consecutive slots (a request's reply timeout is counted in them).
+    slot_spacing: float
     #: `TIMEOUT_HEADROOM_S`, scaled by the runner like its other margins when a "minute" is
     #: compressed (`Collector(period_ms=...)`).
     timeout_headroom: float = TIMEOUT_HEADROOM_S
@@ -59,9 +61,9 @@ def next_start(job: FetchJob, slot: Slot) -> float | None:
     return when
 
 
-def begin(job: FetchJob, slot: Slot, room: bool = True) -> float | None:
-    """Called at the start time: records the start and returns it, or None when the slot must be
-    skipped after all (throttled meanwhile, or no room for another request in flight)."""
+def begin(job: FetchJob, slot: Slot, room: bool = True) -> SlotStart | None:
+    """Called at the start time: records the start and returns what to fetch, or None when the
+    slot must be skipped after all (throttled meanwhile, or no room for another request)."""
     if job.recorder.throttled:
         job.recorder.skipped(slot, Outcome.AFTER_THROTTLE)
         return None
@@ -70,10 +72,19 @@ def begin(job: FetchJob, slot: Slot, room: bool = True) -> float | None:
         return None
     started = job.clock.now()
     job.pacer.record(started)
-    job.recorder.started(slot, started)
-    return started
+    return job.recorder.start(slot, started)
 
 
-def request_timeout(job: FetchJob, started: float) -> float:
-    """Seconds a request started at `started` may wait for its reply."""
-    return job.deadline - started - job.timeout_headroom
+def request_timeout(job: FetchJob, started: float, max_in_flight: int | None = None) -> float:
+    """Seconds a request started at `started` may wait for its reply: never past the deadline.
+
+    A strategy that keeps up to `max_in_flight` requests open also gives each at most
+    `max_in_flight - 1` slot spacings (7.1 s at 59 a minute with 8): by the time a slot starts,
+    the request started `max_in_flight` slots before it has ended, so hung replies can never
+    fill the in-flight limit and each costs only its own slot. (The client's own read timeout
+    bounds a request of the one-at-a-time `sequential`.)
+    """
+    left = job.deadline - started - job.timeout_headroom
+    if max_in_flight is None:
+        return left
+    return min(left, (max_in_flight - 1) * job.slot_spacing)

@@ -6,19 +6,34 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 
 from ..bitso_client import BitsoClient
-from ..errors import BitsoError
+from ..errors import BitsoError, unexpected
 from ..grid import Slot
+from ..recorder import SlotStart
 from .base import FetchJob, begin, next_start, request_timeout
 
 
-def fetch_slot(client: BitsoClient, job: FetchJob, slot: Slot, started: float) -> None:
-    """One request for one slot, its reply or error reported to the recorder."""
+def fetch_slot(
+    client: BitsoClient,
+    job: FetchJob,
+    slot: Slot,
+    start: SlotStart,
+    max_in_flight: int | None = None,
+) -> None:
+    """One request for one slot (an order book or a trades page), reported to the recorder."""
+    timeout = request_timeout(job, start.at, max_in_flight)
     try:
-        payload = client.order_book(slot.book, job.aggregate, timeout=request_timeout(job, started))
+        if start.backfill:
+            trades = client.trades(slot.book, start.use.marker, timeout=timeout)
+            job.recorder.backfilled(slot, start, job.clock.now(), trades)
+            return
+        payload = client.order_book(slot.book, start.aggregate, timeout=timeout)
     except BitsoError as error:
-        job.recorder.failed(slot, error)
+        job.recorder.failed(slot, error, start)
         return
-    job.recorder.replied(slot, started, job.clock.now(), payload)
+    except Exception as error:  # a bug fails its slot, logged, rather than vanish in the pool
+        job.recorder.failed(slot, unexpected(error), start)
+        return
+    job.recorder.replied(slot, start, job.clock.now(), payload)
 
 
 class SequentialStrategy:
@@ -35,9 +50,9 @@ class SequentialStrategy:
             if when is None:
                 continue
             job.clock.sleep_until(when)
-            started = begin(job, slot)
-            if started is not None:
-                fetch_slot(self.client, job, slot, started)
+            start = begin(job, slot)
+            if start is not None:
+                fetch_slot(self.client, job, slot, start)
 
     def close(self) -> None:
         self.client.close()
@@ -45,7 +60,8 @@ class SequentialStrategy:
 
 class ThreadedStrategy:
     """Starts each request on its slot from one pacing thread; replies are waited on by a bounded
-    pool, so a slow reply never delays the next slot."""
+    pool, so a slow reply never delays the next slot, and each waits at most `max_in_flight - 1`
+    slot spacings (`base.request_timeout`), so a hung one never holds the pool."""
 
     name = "threaded"
 
@@ -63,9 +79,11 @@ class ThreadedStrategy:
                     continue
                 job.clock.sleep_until(when)
                 in_flight = {future for future in in_flight if not future.done()}
-                started = begin(job, slot, room=len(in_flight) < self.max_in_flight)
-                if started is not None:
-                    in_flight.add(pool.submit(fetch_slot, self.client, job, slot, started))
+                start = begin(job, slot, room=len(in_flight) < self.max_in_flight)
+                if start is not None:
+                    in_flight.add(
+                        pool.submit(fetch_slot, self.client, job, slot, start, self.max_in_flight)
+                    )
             wait_for(in_flight, timeout=max(0.0, job.deadline - job.clock.now()))
         finally:
             # Requests still in flight are abandoned: their timeouts end them shortly.
