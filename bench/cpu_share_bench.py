@@ -14,14 +14,16 @@ snapshots written, the throttling replies, the lateness of request starts as the
 the call's CPU time, and how many of the quota's periods throttled the process. Where no cgroup
 CPU controller can be written, it says so and skips the rows (exit 0).
 
-Rows with streams (`STREAMS`, WebSocket recording) come once the collector reads that setting and
-a fake WebSocket server exists (see `why_no_stream_rows`); until then the bench says so.
+Rows with streams run the same with `STREAMS=trades,diff-orders` against the fake REST and
+WebSocket on one order-level market (`python -m bitso_testkit.fake_ws`, a process outside the
+group), its market changing `--stream-rate` times a second.
 
 Cloud Run's own way of limiting a fractional vCPU is not documented here; a CFS quota with a
 100 ms period is this machine's stand-in for it.
 
-    python bench/cpu_share_bench.py [--shares 0.333,0.167,0.083] [--strategy threaded]
-                                    [--sink gcs] [--full-books]
+    python bench/cpu_share_bench.py [--shares 0.333,0.167,0.083] [--stream-shares ...]
+                                    [--stream-rate 20] [--strategy threaded] [--sink gcs]
+                                    [--full-books]
 """
 
 from __future__ import annotations
@@ -33,24 +35,17 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
-from collector_bench import (
-    BOOKS,
-    RPM,
-    TARGET_P99_MS,
-    TARGET_PER_MINUTE,
-    cell,
-    lateness_from_fake,
-    percentile,
-)
+from collector_bench import BOOKS, RPM, TARGET_P99_MS, TARGET_PER_MINUTE, cell, percentile
+from stream_bench import lateness
 
-from bitso_collector.config import Settings
-from bitso_format import iso_millis, seconds_to_ms
+from bitso_format import STREAM_CHANNELS, iso_millis, seconds_to_ms
 from bitso_testkit.fake_bitso import Behaviour, FakeBitso
 from bitso_testkit.processes import FUNCTION_DIR, base_env, free_port, running
 from bitso_testkit.strict_gcs import running_strict_gcs
@@ -155,9 +150,12 @@ class RowSpec:
     sink: str = "gcs"
     #: Aggregated books (~6 KB) or full order-level books (`BITSO_AGGREGATE=false`, ~600 KB).
     aggregate: bool = True
-    #: Extra settings of the function (e.g. STREAMS), and what the table calls them.
-    settings: tuple[tuple[str, str], ...] = ()
-    label: str = "no"
+    #: With streams: market changes a second (each one or two socket messages); 0: none.
+    stream_rate: float = 0.0
+
+    @property
+    def streams(self) -> str:
+        return f"{self.stream_rate:g} changes/s" if self.stream_rate else "no"
 
 
 @dataclass(frozen=True)
@@ -165,6 +163,8 @@ class Row:
     spec: RowSpec
     written: int
     failed: dict[str, int]
+    #: Socket messages stored (None without streams).
+    messages: int | None
     throttle_replies: int
     lateness_ms: list[float]
     cpu_s: float
@@ -197,13 +197,39 @@ class Row:
         )
 
 
-def why_no_stream_rows() -> str:
-    """Why the rows with streams are not run yet. They are `RowSpec`s whose `settings` add
-    `STREAMS` and a `BITSO_WS_URL` on 127.0.0.1, once there is a fake WebSocket server for
-    `run_row` to start beside the fake Bitso (never the real one)."""
-    if "streams" not in {field.name for field in dataclasses.fields(Settings)}:
-        return "the collector has no STREAMS setting yet"
-    return "no fake WebSocket server is wired into run_row yet"
+@dataclass(frozen=True)
+class Fakes:
+    """The fake Bitso a row runs against: its settings for the function, and its request log."""
+
+    settings: dict[str, str]
+    requests: Callable[[], list[dict[str, Any]]]
+
+
+def start_fakes(spec: RowSpec, stack: ExitStack, work: Path) -> Fakes:
+    """The fake REST server in this process, or, with streams, the fake REST and WebSocket on
+    one market as a process of their own (never the real Bitso)."""
+    if not spec.stream_rate:
+        fake = stack.enter_context(FakeBitso(Behaviour(latency="typical")))
+        return Fakes(
+            {"BITSO_API_URL": fake.url},
+            lambda: [dataclasses.asdict(entry) for entry in list(fake.requests)],
+        )
+    rest_port, ws_port = free_port(), free_port()
+    rest = f"http://127.0.0.1:{rest_port}"
+    args = [
+        sys.executable, "-m", "bitso_testkit.fake_ws", f"--books={','.join(BOOKS)}",
+        f"--rate={spec.stream_rate:g}", "--latency=typical", f"--rest-port={rest_port}",
+        f"--ws-port={ws_port}",
+    ]  # fmt: skip
+    stack.enter_context(running(args, base_env({}), f"{rest}/_requests", work / "fake.log"))
+    return Fakes(
+        {
+            "BITSO_API_URL": rest,
+            "BITSO_WS_URL": f"ws://127.0.0.1:{ws_port}/",
+            "STREAMS": ",".join(STREAM_CHANNELS),
+        },
+        lambda: requests.get(f"{rest}/_requests", timeout=10).json(),
+    )
 
 
 def next_minute(now: float) -> float:
@@ -222,18 +248,17 @@ def sink_settings(sink: str, stack: ExitStack, work: Path) -> dict[str, str]:
 
 def run_row(spec: RowSpec, group: CpuGroup, work: Path) -> Row:
     with ExitStack() as stack:
-        fake = stack.enter_context(FakeBitso(Behaviour(latency="typical")))
+        fakes = start_fakes(spec, stack, work)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         env = base_env(
             {
-                "BITSO_API_URL": fake.url,
+                **fakes.settings,
                 "BITSO_BOOKS": ",".join(BOOKS),
                 "REQUESTS_PER_MINUTE": str(RPM),
                 "STRATEGY": spec.strategy,
                 "BITSO_AGGREGATE": "true" if spec.aggregate else "false",
                 **sink_settings(spec.sink, stack, work),
-                **dict(spec.settings),
             }
         )
         server = [
@@ -255,8 +280,8 @@ def run_row(spec: RowSpec, group: CpuGroup, work: Path) -> Row:
             periods_after = group.periods()
         record = reply.json()
         time.sleep(1.5)  # replies the call gave up on reach the fake's log
-        lateness = lateness_from_fake(fake, 0.0, 60_000)
-        throttled = sum(entry.status in (420, 429) for entry in list(fake.requests))
+        entries = [entry for entry in fakes.requests() if entry["at"] >= start]
+        throttled = sum(entry["status"] in (420, 429) for entry in entries)
     for answer in (first, record):
         if "written" not in answer:
             raise SystemExit(f"a call at share {spec.share} failed: {answer}\n{log.read_text()}")
@@ -264,8 +289,9 @@ def run_row(spec: RowSpec, group: CpuGroup, work: Path) -> Row:
         spec=spec,
         written=record["written"],
         failed=record["failed"],
+        messages=stream_messages(record),
         throttle_replies=throttled,
-        lateness_ms=lateness,
+        lateness_ms=lateness(entries, 0.0, BOOKS),
         cpu_s=record["cpu_ms"] / 1000,
         periods=periods_after[0] - periods_before[0],
         throttled_periods=periods_after[1] - periods_before[1],
@@ -274,9 +300,19 @@ def run_row(spec: RowSpec, group: CpuGroup, work: Path) -> Row:
     )
 
 
+def stream_messages(record: dict[str, Any]) -> int | None:
+    """Socket messages the call stored, from its run record (None without streams)."""
+    streams = record.get("streams")
+    if streams is None:
+        return None
+    books = streams["books"].values()
+    return sum(int(channel["messages"]) for book in books for channel in book.values())
+
+
 def table(rows: list[Row]) -> str:
     lines = [
-        "| vCPU share | strategy | books | sink | streams | snapshots / min | failed "
+        "| vCPU share | strategy | books | sink | streams (messages stored) | snapshots / min "
+        "| failed "
         "| throttling replies "
         "| lateness p50 / p99 / max (ms) | call CPU s / min | share used "
         "| quota periods throttled | first call: s, CPU s |",
@@ -289,7 +325,8 @@ def table(rows: list[Row]) -> str:
         books = "aggregated" if row.spec.aggregate else "full"
         lines.append(
             f"| {row.spec.share:g} | {row.spec.strategy} | {books} | {row.spec.sink} "
-            f"| {row.spec.label} | {row.written} | {failed} "
+            f"| {row.spec.streams}{f' ({row.messages:,})' if row.messages is not None else ''} "
+            f"| {row.written} | {failed} "
             f"| {row.throttle_replies} | {lateness} | {row.cpu_s:.2f} | {row.cpu_use:.0%} "
             f"| {throttled} | {row.first_call_s:.1f}, {row.first_call_cpu_s:.2f} |"
         )
@@ -299,14 +336,26 @@ def table(rows: list[Row]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--shares", default=",".join(f"{s:g}" for s in SHARES))
+    parser.add_argument(
+        "--stream-shares",
+        default=",".join(f"{s:g}" for s in SHARES),
+        help="shares of the rows with streams (empty: none)",
+    )
+    parser.add_argument("--stream-rate", type=float, default=20.0, help="market changes/s")
     parser.add_argument("--strategy", default="threaded")
     parser.add_argument("--sink", choices=("gcs", "local"), default="gcs")
     parser.add_argument(
         "--full-books", action="store_true", help="BITSO_AGGREGATE=false (~600 KB a snapshot)"
     )
     args = parser.parse_args(argv)
-    shares = [float(s) for s in args.shares.split(",")]
-    specs = [RowSpec(share, args.strategy, args.sink, not args.full_books) for share in shares]
+    aggregate = not args.full_books
+    specs = [
+        RowSpec(float(share), args.strategy, args.sink, aggregate)
+        for share in filter(None, args.shares.split(","))
+    ] + [
+        RowSpec(float(share), args.strategy, args.sink, aggregate, args.stream_rate)
+        for share in filter(None, args.stream_shares.split(","))
+    ]
 
     began = time.monotonic()
     rows: list[Row] = []
@@ -318,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             print(
                 f"[{number}/{len(specs)}] {spec.share:g} vCPU, {spec.strategy}, {spec.sink}, "
-                f"streams {spec.label}: one real minute",
+                f"streams {spec.streams}: one real minute",
                 file=sys.stderr,
                 flush=True,
             )
@@ -339,7 +388,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"CPU quota rows skipped: {skipped}.")
         return 0
     print(table(rows))
-    print(f"\nRows with streams: not yet ({why_no_stream_rows()}).")
     print(
         f"\nMachine: {os.cpu_count()} cores shared with other work, Python "
         f"{platform.python_version()}, {platform.system()} {platform.machine()}, "

@@ -459,21 +459,26 @@ def test_fetch_book_function_settings(tf: dict[str, Any]) -> None:
 def test_fetch_book_cpu_share_is_the_measured_one_within_cloud_runs_limits(
     tf: dict[str, Any],
 ) -> None:
-    # `make bench-cpu` (bench/cpu_share_bench.py): the smallest share measured keeps the grid.
+    # `make bench-cpu` (bench/cpu_share_bench.py): the smallest shares measured to keep the grid.
     cpu = tf["variable"]["function_cpu"]
-    assert unquote(cpu["default"]) == "0.083"
+    assert unquote(cpu["default"]) == ""
+    share = expr(tf["locals"]["fetch_book_cpu"])
+    assert share == (
+        'var.function_cpu != "" ? var.function_cpu : (length(var.streams) > 0 ? "0.167" : "0.083")'
+    )
     conditions = " ".join(v["condition"] for v in cpu["validation"])
+    assert 'var.function_cpu == "" ||' in conditions
     assert "tonumber(var.function_cpu) >= 0.08" in conditions  # Cloud Run's minimum
     assert "floor(tonumber(var.function_cpu)) == tonumber(var.function_cpu)" in conditions
     body = resources_of(tf, "google_cloudfunctions2_function")["fetch_book"]
     service = block(body, "service_config")
-    assert expr(service["available_cpu"]) == "var.function_cpu"
+    assert expr(service["available_cpu"]) == "local.fetch_book_cpu"
     # Below 1 vCPU Cloud Run needs concurrency 1 and caps memory; the plan says so first.
     assert service["max_instance_request_concurrency"] == 1
     (precondition,) = block(body, "lifecycle")["precondition"]
     assert (
-        "local.fetch_book_memory_mib <= (tonumber(var.function_cpu) >= 0.5 ? 1024 : 512)"
-        in (precondition["condition"])
+        "local.fetch_book_memory_mib <= (tonumber(local.fetch_book_cpu) >= 0.5 ? 1024 : 512)"
+        in precondition["condition"]
     )
     assert unquote(tf["variable"]["function_memory"]["default"]) == "512M"  # 488 MiB <= 512
     assert "1048576" in tf["locals"]["fetch_book_memory_mib"]

@@ -68,7 +68,7 @@ resource "google_cloudfunctions2_function" "fetch_book" {
     max_instance_request_concurrency = 1
 
     available_memory = var.function_memory
-    available_cpu    = var.function_cpu
+    available_cpu    = local.fetch_book_cpu
     timeout_seconds  = var.function_timeout_seconds
 
     # Cloud Run's ingress documentation counts Cloud Scheduler in the same
@@ -100,7 +100,7 @@ resource "google_cloudfunctions2_function" "fetch_book" {
   lifecycle {
     # Cloud Run refuses these at apply time; say so at plan time, with the fix.
     precondition {
-      condition     = tonumber(var.function_cpu) >= 1 || local.fetch_book_memory_mib <= (tonumber(var.function_cpu) >= 0.5 ? 1024 : 512)
+      condition     = tonumber(local.fetch_book_cpu) >= 1 || local.fetch_book_memory_mib <= (tonumber(local.fetch_book_cpu) >= 0.5 ? 1024 : 512)
       error_message = "function_memory is too large for function_cpu: Cloud Run allows at most 512 MiB below 0.5 vCPU and 1 GiB below 1 vCPU. Raise function_cpu or lower function_memory."
     }
   }

@@ -93,6 +93,10 @@ locals {
     "jsonPayload.event=\"run_summary\"",
   ])
 
+  # fetch_book's vCPU share: the one asked for, else the smallest `make bench-cpu` measured to
+  # keep the grid with margin (streams need more: their messages are parsed in the call).
+  fetch_book_cpu = var.function_cpu != "" ? var.function_cpu : (length(var.streams) > 0 ? "0.167" : "0.083")
+
   # fetch_book's memory in MiB, for Cloud Run's limits on a fractional vCPU (function.tf).
   fetch_book_memory_parts = regex("^([0-9]+)(M|Mi|G|Gi)$", var.function_memory)
   fetch_book_memory_mib = tonumber(local.fetch_book_memory_parts[0]) * lookup(

@@ -262,13 +262,13 @@ variable "function_memory" {
 }
 
 variable "function_cpu" {
-  description = "vCPUs of the fetch_book instance, billed for the whole ~60 s of every call: the main cost lever. 0.083 keeps the slot grid with a wide margin in `make bench-cpu` (a call uses about 0.3 vCPU-s a minute, 0.8 with bitso_aggregate = false); re-measure before turning on anything heavier. Cloud Run allows 0.08 to 1 in steps of 0.001, whole numbers above 1; below 1 it needs concurrency 1 and request-based billing (as deployed), and at most 512 MiB of memory below 0.5 vCPU, 1 GiB below 1."
+  description = "vCPUs of the fetch_book instance, billed for the whole ~60 s of every call: the main cost lever. Empty (the default) means the share `make bench-cpu` measured to keep the slot grid with margin: 0.083 with streams off (a call uses about 0.3 vCPU-s a minute, 0.8 with bitso_aggregate = false), 0.167 with streams on (at 0.083 the socket's messages pushed request lateness past the target). Cloud Run allows 0.08 to 1 in steps of 0.001, whole numbers above 1; below 1 it needs concurrency 1 and request-based billing (as deployed), and at most 512 MiB of memory below 0.5 vCPU, 1 GiB below 1."
   type        = string
-  default     = "0.083"
+  default     = ""
 
   validation {
-    condition     = can(regex("^[0-9]+(\\.[0-9]{1,3})?$", var.function_cpu)) && tonumber(var.function_cpu) >= 0.08 && tonumber(var.function_cpu) <= 8 && (tonumber(var.function_cpu) <= 1 || floor(tonumber(var.function_cpu)) == tonumber(var.function_cpu))
-    error_message = "function_cpu must be a number of vCPUs from 0.08 to 1 with at most 3 decimals (e.g. 0.083 or 0.5), or a whole number from 1 to 8 (Cloud Run's limits)."
+    condition     = var.function_cpu == "" || try(can(regex("^[0-9]+(\\.[0-9]{1,3})?$", var.function_cpu)) && tonumber(var.function_cpu) >= 0.08 && tonumber(var.function_cpu) <= 8 && (tonumber(var.function_cpu) <= 1 || floor(tonumber(var.function_cpu)) == tonumber(var.function_cpu)), false)
+    error_message = "function_cpu must be empty (the measured share), a number of vCPUs from 0.08 to 1 with at most 3 decimals (e.g. 0.083 or 0.5), or a whole number from 1 to 8 (Cloud Run's limits)."
   }
 }
 
