@@ -7,7 +7,8 @@ real-time minute in a child process pinned to the other core (`taskset`), throug
 `runner.Collector` with STREAMS=trades,diff-orders, 10 books, REQUESTS_PER_MINUTE=59, the threaded
 strategy and the local sink. The fake's markets make changes at the rate that gives the offered
 messages a second (a fill is two messages, a trade and a diff) and stop 0.2 s before the call's
-fetch deadline, so every message sent was due to be stored.
+socket's close (`STREAMS_MARGIN_S` before the minute ends), so every message sent was due to be
+stored.
 
 Per row: messages stored a second (over the socket's 59.7 s), messages lost (sent by the fake
 but not stored), sequence gaps and reconnects, the REST grid (request starts, throttling replies,
@@ -41,7 +42,7 @@ import requests
 from bitso_collector.call_options import CallOptions
 from bitso_collector.clock import ShiftedClock
 from bitso_collector.config import Settings
-from bitso_collector.runner import FETCH_MARGIN_S, Collector
+from bitso_collector.runner import STREAMS_MARGIN_S, Collector
 from bitso_collector.sinks import LocalSink
 from bitso_collector.strategies import make_strategy
 from bitso_format import MINUTE_MS, STREAM_CHANNELS, grid_minute
@@ -54,7 +55,7 @@ RPM = 59
 #: The collector's clock reads this long before its minute when the child starts waiting.
 START_AHEAD_S = 6.0
 LEAD_S = 0.05
-#: The fake's markets stop this long before the fetch deadline (nothing is in flight at the end).
+#: The fake's markets stop this long before the socket closes (nothing is in flight at the end).
 QUIET_S = 0.2
 TARGET_RATE = 2000.0
 TARGET_P99_MS = 50.0
@@ -125,7 +126,7 @@ class Row:
     def rate(self) -> float:
         """Messages stored a second while the market ran (the socket's minute, less the quiet
         end)."""
-        return self.stored / (60 - FETCH_MARGIN_S - QUIET_S)
+        return self.stored / (60 - STREAMS_MARGIN_S - QUIET_S)
 
     @property
     def lost(self) -> int:
@@ -207,7 +208,7 @@ def run_row(offered: float, books: tuple[str, ...], per_change: float) -> Row:
                 "shift": shift,
                 "minute": minute,
             }
-            quiet_at = minute + 60 - FETCH_MARGIN_S - QUIET_S - shift  # on this clock
+            quiet_at = minute + 60 - STREAMS_MARGIN_S - QUIET_S - shift  # on this clock
             quiet = threading.Timer(
                 quiet_at - time.time(),
                 lambda: requests.post(f"{ws_control}/_control", json={"rate": 0}, timeout=5),

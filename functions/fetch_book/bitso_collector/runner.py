@@ -52,6 +52,10 @@ FINISH_MARGIN_S = 0.15
 #: The run record is stored and the call answers this long before the minute ends, so calls
 #: never overlap.
 ANSWER_MARGIN_S = 0.02
+#: With `STREAMS`, the socket closes this long before the minute ends (after the last slot has
+#: started: at 60 a minute it starts 1 s before the end), so its objects are stored while the
+#: last replies come in, with ~0.85 s for the uploads instead of the 0.15 s after fetching.
+STREAMS_MARGIN_S = 1.0
 #: With `duration_seconds`, how long after the window replies and writes may still take.
 REPLY_GRACE_S = 3.0
 
@@ -75,6 +79,8 @@ class CallPlan:
     finish_by: float
     answer_by: float
     refused: Refusal | None = None
+    #: When the stream socket closes and its objects start to be stored.
+    streams_until: float = 0.0
 
 
 def plan_call(
@@ -113,6 +119,7 @@ def plan_call(
         finish_by,
         answer_by,
         _refusal(minute_start, coverage, max_late, now),
+        streams_until=min(deadline, minute_end - STREAMS_MARGIN_S * scale),
     )
 
 
@@ -314,16 +321,13 @@ class Collector:
             if streams is not None:
                 streams.abort()
             raise
-        if streams is not None:
-            streams.close()
         ledger.close_fetching()
-        if streams is not None:
-            streams.store(plan.finish_by)
         writer.finish(plan.finish_by)
         stream_part = None
         if streams is not None:
-            first = plan.coverage.planned[0].at if plan.coverage.planned else plan.deadline
-            stream_part = streams.summary((min(first, plan.deadline), plan.deadline))
+            end = plan.streams_until
+            first = plan.coverage.planned[0].at if plan.coverage.planned else end
+            stream_part = streams.summary((min(first, end), end))
         view = ledger.view()
         summary = summarise(view)
         after = self._next_pace(pace.pace, summary, view)
@@ -375,7 +379,7 @@ class Collector:
             log,
             scale=self.period_ms / MINUTE_MS,
         )
-        streams.open(plan.deadline)
+        streams.open(plan.streams_until, plan.finish_by)
         return streams
 
     @staticmethod

@@ -2,7 +2,7 @@
 the socket did not deliver.
 
 A backfill looks for the trades of a window: those after the last trade held (`after_tid`) when
-the book has one, else those made at or after `since_ms` (one second before the minute began).
+the book has one, else those made at or after `since_ms` (`LOOKBACK_MS` before the minute began).
 Pages come newest first (`sort=desc`); a full page whose oldest trade is still in the window
 means older trades may be missing too, so the next page is asked for with `marker` = that tid.
 """
@@ -20,8 +20,10 @@ from ..replies import reply_payload
 TRADES_PATH = "/v3/trades/"
 #: The largest page Bitso serves, and the one the backfill asks for.
 PAGE_LIMIT = 100
-#: A minute's backfill reaches back this far before the minute began.
-LOOKBACK_MS = 1000
+#: A minute's backfill reaches back this far before the minute began: the previous call's socket
+#: closed 1 s before its minute ended (`runner.STREAMS_MARGIN_S`), and one more second covers the
+#: trades still on their way when it closed. Trades both calls hold are dropped by readers (by id).
+LOOKBACK_MS = 2000
 
 
 def trades_path(book: str, marker: int | None = None) -> str:

@@ -1,7 +1,10 @@
-"""One call's streams, as the runner drives them: opened after the minute is claimed, closed
-when fetching stops, stored when the minute's slots are done, summarised for the run record."""
+"""One call's streams, as the runner drives them: opened after the minute is claimed, closed and
+stored by themselves near the minute's end (on a thread of their own, so no slot waits for it),
+summarised for the run record."""
 
 from __future__ import annotations
+
+import threading
 
 from bitso_logs import JsonLogger
 
@@ -53,28 +56,35 @@ class CallStreams:
         self._writer = StreamWriter(sink, prefix, minute_ms, clock, log)
         self._clock = clock
         self._stop_at = 0.0
+        self._closer: threading.Thread | None = None
+        self._aborted = threading.Event()
 
-    def open(self, stop_at: float) -> None:
-        """Connect and subscribe in the background; the socket closes by itself at `stop_at`
-        (the fetch deadline), even when the last slot's reply came in earlier, so the hole
-        between this call and the next stays within the next call's trades backfill."""
+    def open(self, stop_at: float, finish_by: float) -> None:
+        """Connect and subscribe in the background. The socket closes by itself at `stop_at`,
+        even when the last slot's reply came in earlier, so the hole between this call and the
+        next stays within the next call's trades backfill; then the objects are stored, each on
+        its own thread, given up on at `finish_by`."""
         self._stop_at = stop_at
         self._socket.start(stop_at)
+        self._closer = threading.Thread(
+            target=self._close_and_store, args=(finish_by,), name="stream-close", daemon=True
+        )
+        self._closer.start()
 
-    def close(self) -> None:
-        """Wait for the socket to close at the fetch deadline; nothing is added after."""
+    def _close_and_store(self, finish_by: float) -> None:
         self._socket.join(max(0.0, self._stop_at - self._clock.now()) + CLOSE_GRACE_S)
         self.state.close()
+        if not self._aborted.is_set():
+            self._writer.start(self.state.to_store(), finish_by)
 
     def abort(self) -> None:
-        """Close the socket now (the call is failing)."""
+        """Close the socket now and store nothing (the call is failing)."""
+        self._aborted.set()
         self._socket.stop()
         self.state.close()
 
-    def store(self, finish_by: float) -> None:
-        """Begin storing the minute's objects (each on its own thread), given up at `finish_by`."""
-        self._writer.start(self.state.to_store(), finish_by)
-
     def summary(self, window: tuple[float, float]) -> StreamsSummary:
         """Wait for the stores, then the run record's part (coverage over `window`)."""
+        if self._closer is not None:
+            self._closer.join()
         return self.state.summary(window, self._writer.finish())
