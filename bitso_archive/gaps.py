@@ -1,7 +1,8 @@
 """``gaps``: what the slot grid expected, what is in the archive, and what went wrong.
 
-Per book and minute: the slots the grid expected (``R`` and the book list come
-from that minute's run record, else from the defaults given), the snapshots
+Per book and minute: the slots the grid expected (``R``, the pace that minute
+actually ran at, reduced after a throttling reply, and the book list come from
+that minute's run record, else from the defaults given), the snapshots
 present, the missing slot times, whether the minute was throttled, the writes
 the run record says were lost, and corrupt objects (a slot the run record
 says fetched a trades backfill stores no snapshot and is not expected). Per book: runs of
@@ -57,6 +58,11 @@ class MinuteReport:
     run_status: str | None
     requests_per_minute: int
     grid_from: str  # "run_record" or "default"
+    #: How the collector paced the minute (run record ``back_off.mode``): full, backing_off
+    #: (it began in the silence after a throttling reply) or recovering; None when unknown.
+    pace_mode: str | None = None
+    #: The configured pace, when the minute ran below it (recovering or backing off).
+    full_requests_per_minute: int | None = None
 
     @property
     def completeness(self) -> float | None:
@@ -76,6 +82,8 @@ class MinuteReport:
             "run_status": self.run_status,
             "requests_per_minute": self.requests_per_minute,
             "grid_from": self.grid_from,
+            "pace_mode": self.pace_mode,
+            "full_requests_per_minute": self.full_requests_per_minute,
         }
 
 
@@ -281,6 +289,8 @@ def gaps_report(
                     run_status=record.status if record else None,
                     requests_per_minute=minute_rpm,
                     grid_from=grid_from,
+                    pace_mode=record.pace_mode if record else None,
+                    full_requests_per_minute=record.full_requests_per_minute if record else None,
                 )
             )
     for book, report in reports.items():
@@ -361,6 +371,10 @@ def format_report(report: GapReport, *, max_minutes: int = 200, max_runs: int = 
             notes = []
             if m.throttled:
                 notes.append("throttled")
+            if m.pace_mode == "backing_off":
+                notes.append("backing off")
+            if m.full_requests_per_minute and m.requests_per_minute < m.full_requests_per_minute:
+                notes.append(f"pace {m.requests_per_minute}/{m.full_requests_per_minute}")
             if m.lost:
                 notes.append(f"lost {len(m.lost)}")
             if m.corrupt:

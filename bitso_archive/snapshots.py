@@ -309,6 +309,10 @@ class RunRecord:
     throttled: int
     lost: list[dict[str, str]]
     failures: list[dict[str, str]]
+    #: The collector's pace around the call (``back_off``): how the minute was paced (full,
+    #: backing_off, recovering) and the configured full pace; None in records without it.
+    pace_mode: str | None = None
+    full_requests_per_minute: int | None = None
 
 
 def _entries(value: Any) -> list[dict[str, str]]:
@@ -337,6 +341,12 @@ def parse_run_record(data: bytes, name: str, minute_ms: int) -> RunRecord:
     if not _non_negative_int(throttled):
         raise CorruptError(f"throttled {throttled!r} is not a count")
     status = obj.get("status")
+    back_off = obj.get("back_off")
+    if back_off is not None and not isinstance(back_off, dict):
+        raise CorruptError(f"back_off {back_off!r} is not an object")
+    back_off = back_off or {}
+    mode = back_off.get("mode")
+    full = back_off.get("full_requests_per_minute")
     return RunRecord(
         name=name,
         minute_ms=minute_ms,
@@ -346,6 +356,8 @@ def parse_run_record(data: bytes, name: str, minute_ms: int) -> RunRecord:
         throttled=throttled,
         lost=_entries(obj.get("lost")),
         failures=_entries(obj.get("failures")),
+        pace_mode=mode if isinstance(mode, str) else None,
+        full_requests_per_minute=full if _non_negative_int(full) and full else None,
     )
 
 

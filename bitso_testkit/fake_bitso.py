@@ -10,6 +10,10 @@
 - Unknown book: 400 with code 0301. Unknown path: 404 with an empty body.
 - At most `limit` request starts in any rolling `window` seconds; past it, 420 with code 0801 and
   every request is refused for one more window (Bitso's lockout).
+- A neighbour on the same IP (`neighbour_per_window`): another client whose request starts, evenly
+  spaced, count against the same window and lockout, so a 420 can come from the shared budget. It
+  has been spending at that pace for a window already when it is configured.
+- Its own clock (`clock`, default the real one): a test can run it on the collector's timeline.
 - Faults on demand, scripted per request or as the default: latency, 5xx, malformed or truncated
   bodies, hung connections. Signatures are checked when the fake knows the keys.
 
@@ -70,6 +74,8 @@ class Behaviour:
     limit: int = 60
     window: float = 60.0
     lockout: bool = True
+    #: Request starts per `window` of a second client on the same IP (0: none).
+    neighbour_per_window: int = 0
     api_key: str | None = None
     api_secret: str | None = None
 
@@ -83,6 +89,14 @@ class RequestLog:
     status: int
     auth: str
     path: str = ORDER_BOOK_PATH
+
+
+@dataclass(frozen=True)
+class NeighbourStart:
+    """One request of the neighbour: when it started and whether Bitso refused it."""
+
+    at: float
+    refused: bool
 
 
 class BookState:
@@ -131,15 +145,22 @@ class FakeBitso(LoopbackServer):
     """The fake as an object: `with FakeBitso() as fake: fake.url ...`."""
 
     def __init__(
-        self, behaviour: Behaviour | None = None, port: int = 0, exchange: Exchange | None = None
+        self,
+        behaviour: Behaviour | None = None,
+        port: int = 0,
+        exchange: Exchange | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.behaviour = behaviour or Behaviour()
         #: Order-level markets to serve the order book and trades from (None: `BookState`s).
         self.exchange = exchange
+        self.clock = clock
         self.requests: list[RequestLog] = []
         self.served: list[dict[str, Any]] = []
+        self._neighbour: list[NeighbourStart] = []
         self._starts: deque[float] = deque()
         self._locked_until = 0.0
+        self._neighbour_next = clock() - self.behaviour.window
         self._books = {name: BookState(name, seed) for seed, name in enumerate(BOOKS)}
         self._rng = random.Random(7)
         self._lock = threading.Lock()
@@ -150,6 +171,10 @@ class FakeBitso(LoopbackServer):
             for name, value in changes.items():
                 if name == "script":
                     self.behaviour.script = deque(value)
+                elif name == "neighbour_per_window":
+                    self._neighbour_until(self.clock())
+                    self.behaviour.neighbour_per_window = int(value)
+                    self._neighbour_next = self.clock() - self.behaviour.window
                 elif hasattr(self.behaviour, name):
                     setattr(self.behaviour, name, value)
                 else:
@@ -160,19 +185,45 @@ class FakeBitso(LoopbackServer):
             self.requests.clear()
             self.served.clear()
 
+    def neighbour_starts(self) -> list[NeighbourStart]:
+        """The neighbour's requests so far, oldest first."""
+        with self._lock:
+            self._neighbour_until(self.clock())
+            return list(self._neighbour)
+
     # -- what one request gets ------------------------------------------------------------
     def admit(self, now: float) -> tuple[bool, str]:
         """Counts the start against the rolling window; returns (throttled, fault to apply)."""
         with self._lock:
+            self._neighbour_until(now)
+            over = self._count_start(now)
             behaviour = self.behaviour
-            while self._starts and self._starts[0] <= now - behaviour.window:
-                self._starts.popleft()
-            over = len(self._starts) >= behaviour.limit or now < self._locked_until
-            self._starts.append(now)
-            if over and behaviour.lockout and now >= self._locked_until:
-                self._locked_until = now + behaviour.window
             fault = behaviour.script.popleft() if behaviour.script else behaviour.default
             return over, fault
+
+    def _count_start(self, now: float) -> bool:
+        """One request start on the shared budget (lock held); True when it is refused."""
+        behaviour = self.behaviour
+        while self._starts and self._starts[0] <= now - behaviour.window:
+            self._starts.popleft()
+        over = len(self._starts) >= behaviour.limit or now < self._locked_until
+        self._starts.append(now)
+        if over and behaviour.lockout and now >= self._locked_until:
+            self._locked_until = now + behaviour.window
+        return over
+
+    def _neighbour_until(self, now: float) -> None:
+        """Counts the neighbour's starts due by `now`, each at its own time (lock held), so the
+        neighbour keeps its pace whether or not anyone else calls meanwhile."""
+        per_window = self.behaviour.neighbour_per_window
+        if per_window <= 0:
+            self._neighbour_next = now
+            return
+        spacing = self.behaviour.window / per_window
+        while self._neighbour_next <= now:
+            at = self._neighbour_next
+            self._neighbour.append(NeighbourStart(at, self._count_start(at)))
+            self._neighbour_next = at + spacing
 
     def latency(self) -> float:
         latency = self.behaviour.latency
@@ -286,7 +337,7 @@ def _handler_for(fake: FakeBitso) -> type[BaseHTTPRequestHandler]:
 
         def _public(self, path: str, query: str) -> None:
             """One public request (order book or trades), through the window and the faults."""
-            now = time.time()
+            now = fake.clock()
             params = parse_qs(query)
             book = params.get("book", [None])[0]
             aggregate = params.get("aggregate", ["true"])[0] != "false"
@@ -355,11 +406,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", default="none", help="profile name or seconds")
     parser.add_argument("--window", type=float, default=60.0)
     parser.add_argument("--limit", type=int, default=60)
+    parser.add_argument(
+        "--neighbour", type=int, default=0, help="requests per window of a second client"
+    )
     args = parser.parse_args(argv)
     latency: str | float = args.latency
     if args.latency not in LATENCY_PROFILES:
         latency = float(args.latency)
-    fake = FakeBitso(Behaviour(latency=latency, window=args.window, limit=args.limit), args.port)
+    behaviour = Behaviour(
+        latency=latency,
+        window=args.window,
+        limit=args.limit,
+        neighbour_per_window=args.neighbour,
+    )
+    fake = FakeBitso(behaviour, args.port)
     fake.start()
     print(fake.url, flush=True)
     try:

@@ -167,6 +167,7 @@ REQUIRED_APIS = {
 }
 
 REQUIRED_OUTPUTS = {
+    "static_egress_ip",
     "fetch_book_url",
     "data_bucket",
     "scheduler_job",
@@ -175,6 +176,20 @@ REQUIRED_OUTPUTS = {
     "bigquery_table_id",
     "bigquery_trades_table_id",
 }
+
+
+# The switch of the static egress address, and everything it creates.
+EGRESS_GATE = "var.static_egress_ip"
+EGRESS_RESOURCES = {
+    ("google_compute_network", "egress"),
+    ("google_compute_firewall", "egress_deny_ingress"),
+    ("google_compute_subnetwork", "egress"),
+    ("google_compute_router", "egress"),
+    ("google_compute_address", "egress"),
+    ("google_compute_router_nat", "egress"),
+}
+#: First google provider minor (7.x) with service_config.direct_vpc_network_interface.
+DIRECT_VPC_MINOR = 21
 
 
 # --------------------------------------------------------------------------
@@ -266,6 +281,14 @@ def resources_of(tf: dict[str, Any], rtype: str) -> dict[str, dict[str, Any]]:
     return {name: body for (kind, name), body in tf["resource"].items() if kind == rtype}
 
 
+def gated(expression: str | None, static_egress_ip: bool) -> str:
+    """The branch `var.static_egress_ip ? A : B` takes for the given value of the variable."""
+    assert expression is not None
+    match = re.fullmatch(rf"{re.escape(EGRESS_GATE)} \? (.+?) : (.+)", expression)
+    assert match, f"not switched by {EGRESS_GATE}: {expression}"
+    return match.group(1) if static_egress_ip else match.group(2)
+
+
 # --------------------------------------------------------------------------
 # Files
 # --------------------------------------------------------------------------
@@ -306,7 +329,10 @@ def test_versions_pinned(tf: dict[str, Any]) -> None:
     assert unquote(settings["required_version"]) == ">= 1.5.0"
     providers = clean(block(settings, "required_providers"))
     assert providers["google"]["source"] == "hashicorp/google"
-    assert re.fullmatch(r"~> [67]\.\d+", providers["google"]["version"])
+    match = re.fullmatch(r"~> 7\.(\d+)", providers["google"]["version"])
+    assert match, providers["google"]["version"]
+    # Direct VPC egress on google_cloudfunctions2_function came in 7.21.
+    assert int(match.group(1)) >= DIRECT_VPC_MINOR
     assert providers["archive"]["source"] == "hashicorp/archive"
 
 
@@ -425,12 +451,39 @@ def test_fetch_book_function_settings(tf: dict[str, Any]) -> None:
     assert unquote(build["runtime"]) == "python312"
     assert unquote(build["entry_point"]) == "fetch_book"
     service = block(body, "service_config")
-    assert service["min_instance_count"] == 0
     assert service["max_instance_count"] == 1
     assert service["max_instance_request_concurrency"] == 1
     assert expr(service["timeout_seconds"]) == "var.function_timeout_seconds"
     timeout_default = tf["variable"]["function_timeout_seconds"]["default"]
     assert 60 < timeout_default <= 300
+
+
+def test_fetch_book_cpu_share_is_the_measured_one_within_cloud_runs_limits(
+    tf: dict[str, Any],
+) -> None:
+    # `make bench-cpu` (bench/cpu_share_bench.py): the smallest shares measured to keep the grid.
+    cpu = tf["variable"]["function_cpu"]
+    assert unquote(cpu["default"]) == ""
+    share = expr(tf["locals"]["fetch_book_cpu"])
+    assert share == (
+        'var.function_cpu != "" ? var.function_cpu : (length(var.streams) > 0 ? "0.167" : "0.083")'
+    )
+    conditions = " ".join(v["condition"] for v in cpu["validation"])
+    assert 'var.function_cpu == "" ||' in conditions
+    assert "tonumber(var.function_cpu) >= 0.08" in conditions  # Cloud Run's minimum
+    assert "floor(tonumber(var.function_cpu)) == tonumber(var.function_cpu)" in conditions
+    body = resources_of(tf, "google_cloudfunctions2_function")["fetch_book"]
+    service = block(body, "service_config")
+    assert expr(service["available_cpu"]) == "local.fetch_book_cpu"
+    # Below 1 vCPU Cloud Run needs concurrency 1 and caps memory; the plan says so first.
+    assert service["max_instance_request_concurrency"] == 1
+    (precondition,) = block(body, "lifecycle")["precondition"]
+    assert (
+        "local.fetch_book_memory_mib <= (tonumber(local.fetch_book_cpu) >= 0.5 ? 1024 : 512)"
+        in precondition["condition"]
+    )
+    assert unquote(tf["variable"]["function_memory"]["default"]) == "512M"  # 488 MiB <= 512
+    assert "1048576" in tf["locals"]["fetch_book_memory_mib"]
 
 
 def test_fetch_book_environment(tf: dict[str, Any]) -> None:
@@ -475,6 +528,109 @@ def test_compact_hour_function_settings(tf: dict[str, Any]) -> None:
     service = block(body, "service_config")
     assert service["max_instance_count"] == 1
     assert service["max_instance_request_concurrency"] == 1
+
+
+# --------------------------------------------------------------------------
+# Static egress address: Direct VPC egress through Cloud NAT
+# --------------------------------------------------------------------------
+
+
+def test_static_egress_ip_is_on_by_default(tf: dict[str, Any]) -> None:
+    variable = tf["variable"]["static_egress_ip"]
+    assert variable["type"] == "bool"
+    assert variable["default"] is True
+
+
+@pytest.mark.parametrize("static_egress_ip", [True, False], ids=["on", "off"])
+def test_every_egress_resource_follows_the_switch(
+    tf: dict[str, Any], static_egress_ip: bool
+) -> None:
+    compute = {key for key in tf["resource"] if key[0].startswith("google_compute_")}
+    assert compute == EGRESS_RESOURCES
+    for rtype, name in EGRESS_RESOURCES:
+        count = gated(expr(tf["resource"][(rtype, name)]["count"]), static_egress_ip)
+        assert count == ("1" if static_egress_ip else "0"), f"{rtype}.{name}"
+
+
+def test_nat_uses_only_the_reserved_static_address(tf: dict[str, Any]) -> None:
+    nat = resources_of(tf, "google_compute_router_nat")["egress"]
+    assert unquote(nat["nat_ip_allocate_option"]) == "MANUAL_ONLY"
+    assert [expr(ip) for ip in nat["nat_ips"]] == ["google_compute_address.egress[0].self_link"]
+    assert expr(nat["router"]) == "google_compute_router.egress[0].name"
+    # Translates the egress subnet, all of it, and nothing else.
+    assert unquote(nat["source_subnetwork_ip_ranges_to_nat"]) == "LIST_OF_SUBNETWORKS"
+    subnetwork = block(nat, "subnetwork")
+    assert expr(subnetwork["name"]) == "google_compute_subnetwork.egress[0].id"
+    assert [unquote(r) for r in subnetwork["source_ip_ranges_to_nat"]] == ["ALL_IP_RANGES"]
+    assert block(nat, "log_config")["enable"] is True
+
+    address = resources_of(tf, "google_compute_address")["egress"]
+    assert unquote(address["address_type"]) == "EXTERNAL"
+    assert "address" not in address, "the address is reserved by Google, not typed in"
+    for rtype in ("google_compute_address", "google_compute_router", "google_compute_subnetwork"):
+        assert expr(resources_of(tf, rtype)["egress"]["region"]) == "var.region", rtype
+
+
+def test_the_egress_network_is_private_and_reaches_google_apis_without_nat(
+    tf: dict[str, Any],
+) -> None:
+    network = resources_of(tf, "google_compute_network")["egress"]
+    assert network["auto_create_subnetworks"] is False
+    subnet = resources_of(tf, "google_compute_subnetwork")["egress"]
+    assert subnet["private_ip_google_access"] is True
+    router = resources_of(tf, "google_compute_router")["egress"]
+    firewall = resources_of(tf, "google_compute_firewall")["egress_deny_ingress"]
+    for body in (subnet, router, firewall):
+        assert expr(body["network"]) == "google_compute_network.egress[0].id"
+    assert unquote(firewall["direction"]) == "INGRESS"
+    assert [unquote(d["protocol"]) for d in firewall["deny"]] == ["all"]
+    assert "allow" not in firewall
+
+
+@pytest.mark.parametrize("static_egress_ip", [True, False], ids=["on", "off"])
+def test_all_fetch_book_traffic_goes_through_the_vpc(
+    tf: dict[str, Any], static_egress_ip: bool
+) -> None:
+    body = resources_of(tf, "google_cloudfunctions2_function")["fetch_book"]
+    service = block(body, "service_config")
+    # Direct VPC egress, not a connector: the two cannot be combined.
+    assert "vpc_connector" not in service and "vpc_connector_egress_settings" not in service
+    egress = gated(expr(service["direct_vpc_egress"]), static_egress_ip)
+    assert egress == ('"VPC_EGRESS_ALL_TRAFFIC"' if static_egress_ip else "null")
+
+    # One interface per egress subnet: one when on, none when the subnet's count is 0.
+    (dynamic,) = [d['"direct_vpc_network_interface"'] for d in service["dynamic"]]
+    assert expr(dynamic["for_each"]) == "google_compute_subnetwork.egress"
+    (content,) = dynamic["content"]
+    assert expr(content["network"]) == "google_compute_network.egress[0].name"
+    assert expr(content["subnetwork"]) == "direct_vpc_network_interface.value.name"
+
+    # One instance stays warm only when a new one may wait for its VPC network.
+    warm = gated(expr(service["min_instance_count"]), static_egress_ip)
+    assert warm == ("1" if static_egress_ip else "0")
+    # The first call waits for the NAT, so nothing leaves from another address.
+    assert "${google_compute_router_nat.egress}" in body["depends_on"]
+
+
+@pytest.mark.parametrize("static_egress_ip", [True, False], ids=["on", "off"])
+def test_compute_api_only_with_the_static_egress_address(
+    tf: dict[str, Any], static_egress_ip: bool
+) -> None:
+    apis = tf["locals"]["apis"]
+    match = re.search(rf"({re.escape(EGRESS_GATE)} \? \[[^\]]*\] : \[[^\]]*\])", apis)
+    assert match, apis
+    switched = set(
+        re.findall(r'"([a-z]+\.googleapis\.com)"', gated(match.group(1), static_egress_ip))
+    )
+    assert switched == ({"compute.googleapis.com"} if static_egress_ip else set())
+    rest = apis.replace(match.group(1), "")
+    assert "compute.googleapis.com" not in rest
+
+
+def test_static_egress_ip_output(tf: dict[str, Any]) -> None:
+    output = tf["output"]["static_egress_ip"]
+    # one() of an empty list is null: no address when the switch is off.
+    assert expr(output["value"]) == "one(google_compute_address.egress[*].address)"
 
 
 # --------------------------------------------------------------------------

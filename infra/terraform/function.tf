@@ -55,14 +55,20 @@ resource "google_cloudfunctions2_function" "fetch_book" {
 
   service_config {
     # Never more than one call at a time, anywhere: one instance that takes
-    # one request. Scale to zero between calls is fine (the schedule keeps it
-    # warm anyway, and min 0 costs nothing while paused).
-    min_instance_count               = 0
+    # one request.
+    #
+    # With the static egress address, one instance is kept warm: Cloud Run's
+    # Direct VPC egress documentation warns that a new instance can wait a
+    # minute or more for its network, so new instances should be rare. The
+    # instance is busy about 59 s of every minute anyway, so a minimum of one
+    # bills only the idle second or so between calls (the README's cost
+    # table). Without it, scale to zero costs nothing while paused.
+    min_instance_count               = var.static_egress_ip ? 1 : 0
     max_instance_count               = 1
     max_instance_request_concurrency = 1
 
     available_memory = var.function_memory
-    available_cpu    = var.function_cpu
+    available_cpu    = local.fetch_book_cpu
     timeout_seconds  = var.function_timeout_seconds
 
     # Cloud Run's ingress documentation counts Cloud Scheduler in the same
@@ -75,12 +81,34 @@ resource "google_cloudfunctions2_function" "fetch_book" {
     service_account_email          = google_service_account.fetch_book.email
 
     environment_variables = merge(local.fetch_book_env, local.bitso_secret_env)
+
+    # static_egress_ip: every packet (Bitso, and Google APIs through Private
+    # Google Access) goes into the egress VPC, so Bitso only ever sees the
+    # NAT's reserved address. Off: no VPC, Cloud Run's shared egress pool.
+    dynamic "direct_vpc_network_interface" {
+      for_each = google_compute_subnetwork.egress
+      content {
+        network    = google_compute_network.egress[0].name
+        subnetwork = direct_vpc_network_interface.value.name
+      }
+    }
+    direct_vpc_egress = var.static_egress_ip ? "VPC_EGRESS_ALL_TRAFFIC" : null
   }
 
   labels = merge(var.labels, { component = "fetch-book" })
 
+  lifecycle {
+    # Cloud Run refuses these at apply time; say so at plan time, with the fix.
+    precondition {
+      condition     = tonumber(local.fetch_book_cpu) >= 1 || local.fetch_book_memory_mib <= (tonumber(local.fetch_book_cpu) >= 0.5 ? 1024 : 512)
+      error_message = "function_memory is too large for function_cpu: Cloud Run allows at most 512 MiB below 0.5 vCPU and 1 GiB below 1 vCPU. Raise function_cpu or lower function_memory."
+    }
+  }
+
   depends_on = [
     google_project_service.apis,
     time_sleep.iam_propagation,
+    # No call before its packets can leave through the static address.
+    google_compute_router_nat.egress,
   ]
 }

@@ -95,7 +95,24 @@ locals {
     "jsonPayload.event=\"run_summary\"",
   ])
 
-  apis = toset([
+  # fetch_book's vCPU share: the one asked for, else the smallest `make bench-cpu` measured to
+  # keep the grid with margin (streams need more: their messages are parsed in the call).
+  fetch_book_cpu = var.function_cpu != "" ? var.function_cpu : (length(var.streams) > 0 ? "0.167" : "0.083")
+
+  # fetch_book's memory in MiB, for Cloud Run's limits on a fractional vCPU (function.tf).
+  fetch_book_memory_parts = regex("^([0-9]+)(M|Mi|G|Gi)$", var.function_memory)
+  fetch_book_memory_mib = tonumber(local.fetch_book_memory_parts[0]) * lookup(
+    { M = 1000000 / 1048576, Mi = 1, G = 1000000000 / 1048576, Gi = 1024 },
+    local.fetch_book_memory_parts[1],
+  )
+
+  # The egress subnet (static_egress_ip): a range of this deployment's own
+  # VPC, which holds nothing else.
+  egress_subnet_range = "10.8.0.0/26"
+
+  # Compute Engine holds the network, the NAT and the address; it is enabled
+  # only when they are created.
+  apis = setunion(var.static_egress_ip ? ["compute.googleapis.com"] : [], [
     "artifactregistry.googleapis.com",
     "bigquery.googleapis.com",
     "cloudbuild.googleapis.com",

@@ -8,6 +8,11 @@ output "fetch_book_function" {
   value       = google_cloudfunctions2_function.fetch_book.name
 }
 
+output "static_egress_ip" {
+  description = "The address Bitso sees every fetch_book request come from (Cloud NAT, reserved for this deployment); null when static_egress_ip = false."
+  value       = one(google_compute_address.egress[*].address)
+}
+
 output "data_bucket" {
   description = "Bucket that receives the snapshots."
   value       = google_storage_bucket.data.name

@@ -240,12 +240,18 @@ variable "create_bitso_secrets" {
   default     = false
 }
 
+variable "static_egress_ip" {
+  description = "Send all of fetch_book's traffic through a VPC of this deployment whose Cloud NAT uses one reserved static external address (output static_egress_ip), so Bitso's per-IP budget of 60 requests a minute is this deployment's alone; also keeps one instance warm. About $6 a month (README, 'Static egress address'). false = Cloud Run's default egress: a dynamic pool of addresses shared with other tenants, no VPC, no NAT, min 0 instances."
+  type        = bool
+  default     = true
+}
+
 # ---------------------------------------------------------------------------
 # fetch_book function sizing
 # ---------------------------------------------------------------------------
 
 variable "function_memory" {
-  description = "Memory of the fetch_book instance. 512M is ample for aggregated books; raise it for bitso_aggregate = false."
+  description = "Memory of the fetch_book instance. 512M is ample for aggregated books; raise it for bitso_aggregate = false (with function_cpu below 0.5, Cloud Run allows at most 512 MiB; below 1, at most 1 GiB)."
   type        = string
   default     = "512M"
 
@@ -256,13 +262,13 @@ variable "function_memory" {
 }
 
 variable "function_cpu" {
-  description = "vCPUs of the fetch_book instance. 0.333 (the default share for 512M) is plenty for ~1 request a second and is billed for the whole ~60 s call, so it is the main cost lever: 1 vCPU would roughly triple the function bill."
+  description = "vCPUs of the fetch_book instance, billed for the whole ~60 s of every call: the main cost lever. Empty (the default) means the share `make bench-cpu` measured to keep the slot grid with margin: 0.083 with streams off (a call uses about 0.3 vCPU-s a minute, 0.8 with bitso_aggregate = false), 0.167 with streams on (at 0.083 the socket's messages pushed request lateness past the target). Cloud Run allows 0.08 to 1 in steps of 0.001, whole numbers above 1; below 1 it needs concurrency 1 and request-based billing (as deployed), and at most 512 MiB of memory below 0.5 vCPU, 1 GiB below 1."
   type        = string
-  default     = "0.333"
+  default     = ""
 
   validation {
-    condition     = can(regex("^[0-9]+(\\.[0-9]+)?$", var.function_cpu)) && tonumber(var.function_cpu) > 0 && tonumber(var.function_cpu) <= 8
-    error_message = "function_cpu must be a number of vCPUs greater than 0 and at most 8, e.g. 0.333 or 1."
+    condition     = var.function_cpu == "" || try(can(regex("^[0-9]+(\\.[0-9]{1,3})?$", var.function_cpu)) && tonumber(var.function_cpu) >= 0.08 && tonumber(var.function_cpu) <= 8 && (tonumber(var.function_cpu) <= 1 || floor(tonumber(var.function_cpu)) == tonumber(var.function_cpu)), false)
+    error_message = "function_cpu must be empty (the measured share), a number of vCPUs from 0.08 to 1 with at most 3 decimals (e.g. 0.083 or 0.5), or a whole number from 1 to 8 (Cloud Run's limits)."
   }
 }
 

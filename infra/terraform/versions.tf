@@ -2,12 +2,12 @@ terraform {
   required_version = ">= 1.5.0"
 
   required_providers {
-    # 7.x is the current major of the Google provider. Nothing used here changed
-    # between 6.x and 7.0 except service_config.service on cloudfunctions2,
-    # which this module only reads.
+    # 7.21 is the first release with Direct VPC egress on
+    # google_cloudfunctions2_function (service_config.direct_vpc_network_interface
+    # and direct_vpc_egress), used for the static egress address.
     google = {
       source  = "hashicorp/google"
-      version = "~> 7.0"
+      version = "~> 7.21"
     }
     # archive_file with several `source` blocks (compact_hour zip).
     archive = {

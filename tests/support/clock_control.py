@@ -1,10 +1,16 @@
-"""A clock whose shift a test sets through a file, so a server process's calls land where the
-test chooses in a minute (never where the wall clock happens to be)."""
+"""A clock whose shift (and speed) a test sets through a file, so a server process's calls land
+where the test chooses in a minute (never where the wall clock happens to be).
+
+The file holds `shift` (the real clock moved by that many seconds) or `shift speed origin`: from
+the real instant `origin` on, time runs `speed` times as fast, a time-lapse in which minutes,
+their names and Bitso's one-minute window stay what they are while a test takes a tenth as long.
+"""
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bitso_collector.clock import SystemClock
@@ -12,21 +18,44 @@ from bitso_collector.clock import SystemClock
 SHIFT_FILE_ENV = "TEST_CLOCK_SHIFT_FILE"
 
 
+@dataclass(frozen=True)
+class Timeline:
+    """Virtual time `origin + shift + (real - origin) * speed`."""
+
+    shift: float = 0.0
+    speed: float = 1.0
+    origin: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> Timeline:
+        parts = [float(part) for part in text.split()] or [0.0]
+        return cls(*parts)
+
+    def dump(self) -> str:
+        return f"{self.shift!r} {self.speed!r} {self.origin!r}"
+
+    def virtual(self, real: float) -> float:
+        return self.origin + self.shift + (real - self.origin) * self.speed
+
+    def real(self, virtual: float) -> float:
+        return self.origin + (virtual - self.origin - self.shift) / self.speed
+
+
 class FileShiftedClock:
-    """The real clock moved by the number of seconds written in `path` (read at every use)."""
+    """The real clock moved (and sped up) as the file at `path` says (read at every use)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._system = SystemClock()
 
-    def _shift(self) -> float:
-        return float(self.path.read_text() or 0)
+    def _timeline(self) -> Timeline:
+        return Timeline.parse(self.path.read_text())
 
     def now(self) -> float:
-        return time.time() + self._shift()
+        return self._timeline().virtual(time.time())
 
     def sleep_until(self, when: float) -> None:
-        self._system.sleep_until(when - self._shift())
+        self._system.sleep_until(self._timeline().real(when))
 
 
 class ClockControl:
@@ -38,13 +67,20 @@ class ClockControl:
         self._last_minute = 0
 
     def now(self) -> float:
-        return time.time() + float(self.path.read_text())
+        return Timeline.parse(self.path.read_text()).virtual(time.time())
 
-    def jump_to_minute(self, seconds_into_minute: float = 0.5) -> float:
+    def jump_to_minute(self, seconds_into_minute: float = 0.5, speed: float = 1.0) -> float:
         """Shift the clock so it reads `seconds_into_minute` into a minute no call has used
-        yet; returns that minute's start (epoch seconds)."""
+        yet, running `speed` times as fast from now on; returns that minute's start (epoch
+        seconds)."""
         minute = max(math.ceil(self.now() / 60) + 1, self._last_minute + 1)
         self._last_minute = minute
         start = minute * 60.0
-        self.path.write_text(repr(start + seconds_into_minute - time.time()))
+        now = time.time()
+        timeline = Timeline(start + seconds_into_minute - now, speed, now)
+        self.path.write_text(timeline.dump())
         return start
+
+    def sleep_until(self, when: float) -> None:
+        """Wait (on the real clock) until the clock reads `when`."""
+        SystemClock().sleep_until(Timeline.parse(self.path.read_text()).real(when))

@@ -35,6 +35,7 @@ HTTP_STATUS = {
     CallStatus.DEGRADED: 200,
     CallStatus.CLAIMED: 409,
     CallStatus.THROTTLED: 503,
+    CallStatus.BACKING_OFF: 503,
     CallStatus.LOST: 500,
     CallStatus.MISCONFIGURED: 500,
     # The minute is gone: nothing of it can be collected any more.

@@ -32,6 +32,10 @@ class LedgerView:
     throttle_replies: int
     #: What each started slot fetched, for those that were not an ordinary snapshot.
     uses: dict[int, SlotUse]
+    #: When the first throttled request started and the last throttling reply came (None when
+    #: nothing was throttled): what the back-off after this call is measured from.
+    first_throttled_start: float | None = None
+    last_throttle_reply: float | None = None
 
 
 class SlotLedger:
@@ -46,6 +50,8 @@ class SlotLedger:
         self._lost: list[LostSnapshot] = []
         self._throttle_replies = 0
         self._uses: dict[int, SlotUse] = {}
+        self._first_throttled_start: float | None = None
+        self._last_throttle_reply: float | None = None
 
     @property
     def throttled(self) -> bool:
@@ -58,11 +64,21 @@ class SlotLedger:
             if use is not SlotUse.SNAPSHOT:
                 self._uses[slot.number] = use
 
-    def settle(self, slot: Slot, outcome: Outcome) -> bool:
-        """Give the slot its outcome; False when it already had one or fetching is closed."""
+    def settle(self, slot: Slot, outcome: Outcome, at: float | None = None) -> bool:
+        """Give the slot its outcome (its reply came `at`, when known); False when it already
+        had one or fetching is closed."""
         if outcome is Outcome.THROTTLED:
             with self._lock:
                 self._throttle_replies += 1
+                started = self._started_at.get(slot.number)
+                if started is not None and (
+                    self._first_throttled_start is None or started < self._first_throttled_start
+                ):
+                    self._first_throttled_start = started
+                if at is not None and (
+                    self._last_throttle_reply is None or at > self._last_throttle_reply
+                ):
+                    self._last_throttle_reply = at
             self._throttled.set()
         with self._lock:
             if self._closed or slot.number in self._outcomes or slot.number in self._writing:
@@ -108,4 +124,6 @@ class SlotLedger:
                 tuple(self._lost),
                 self._throttle_replies,
                 dict(self._uses),
+                self._first_throttled_start,
+                self._last_throttle_reply,
             )

@@ -16,6 +16,8 @@ class Outcome(StrEnum):
     DEADLINE = "deadline"
     IN_FLIGHT_LIMIT = "in_flight_limit"
     AFTER_THROTTLE = "after_throttle"
+    #: In the silence after a throttling reply (an earlier call's or this one's).
+    BACKING_OFF = "backing_off"
     # Started, but no reply by the time fetching stopped.
     ABANDONED = "abandoned"
     # The request failed: the `reason` of each error in `errors.py`.
@@ -49,6 +51,8 @@ class CallStatus(StrEnum):
     OK = "ok"
     DEGRADED = "degraded"
     THROTTLED = "throttled"
+    #: The whole call fell in the silence after a throttling reply: nothing was requested.
+    BACKING_OFF = "backing_off"
     LOST = "lost"
     CLAIMED = "claimed"
     MISCONFIGURED = "misconfigured"

@@ -29,3 +29,8 @@ class Pacer:
     def record(self, started_at: float) -> None:
         with self._lock:
             self._starts.append(started_at)
+
+    def starts_between(self, after: float, before: float) -> int:
+        """How many of the recent starts lie in `(after, before)`."""
+        with self._lock:
+            return sum(after < start < before for start in self._starts)

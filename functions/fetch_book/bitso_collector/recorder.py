@@ -14,6 +14,7 @@ from typing import Any
 from bitso_format import iso_millis
 from bitso_logs import JsonLogger
 
+from .clock import Clock
 from .errors import BitsoError, MalformedReply
 from .grid import Slot
 from .ledger import SlotLedger
@@ -49,12 +50,14 @@ class CallRecorder:
         writer: SnapshotWriter,
         storage: StorageOptions,
         log: JsonLogger,
+        clock: Clock,
         streams: StreamState | None = None,
     ) -> None:
         self.ledger = ledger
         self._writer = writer
         self._storage = storage
         self._log = log
+        self._clock = clock
         self._streams = streams
 
     @property
@@ -76,7 +79,7 @@ class CallRecorder:
         self.ledger.settle(slot, reason)
 
     def failed(self, slot: Slot, error: BitsoError, start: SlotStart | None = None) -> None:
-        if self.ledger.settle(slot, error.reason):
+        if self.ledger.settle(slot, error.reason, at=self._clock.now()):
             self._log.warning(
                 "slot failed",
                 book=slot.book,

@@ -11,6 +11,7 @@ from typing import Any
 
 from bitso_format import RUN_RECORD_SCHEMA_VERSION, iso_millis, iso_minute, seconds_to_ms
 
+from .backoff import PaceMode
 from .outcomes import CallStatus
 from .streams.summary import StreamsSummary
 from .summary import CallSummary
@@ -32,6 +33,32 @@ class CallFacts:
 
 
 @dataclass(frozen=True)
+class BackOffFacts:
+    """The instance's pace around one call (see `backoff`)."""
+
+    #: How this call's minute was paced: full, backing_off (it began in the silence after a
+    #: throttling reply) or recovering (below the full pace).
+    mode: PaceMode
+    full_requests_per_minute: int
+    #: The state after the call: the next call's pace, and the latest silence.
+    next_requests_per_minute: int
+    silent_until: float | None
+    throttled_at: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        def stamp(at: float | None) -> str | None:
+            return None if at is None else iso_millis(seconds_to_ms(at))
+
+        return {
+            "mode": str(self.mode),
+            "full_requests_per_minute": self.full_requests_per_minute,
+            "next_requests_per_minute": self.next_requests_per_minute,
+            "silent_until": stamp(self.silent_until),
+            "throttled_at": stamp(self.throttled_at),
+        }
+
+
+@dataclass(frozen=True)
 class RunRecord:
     run_id: str
     started_at: float
@@ -47,6 +74,7 @@ class RunRecord:
     error: str | None = None
     #: Where the record is stored; None when it is not (not stored, or nothing to store).
     location: str | None = None
+    back_off: BackOffFacts | None = None
 
     def stored_at(self, location: str | None) -> RunRecord:
         return replace(self, location=location)
@@ -69,6 +97,8 @@ class RunRecord:
                 slots_missed_late=facts.slots_missed_late,
                 slots_outside_window=facts.slots_outside_window,
             )
+        if self.back_off is not None:
+            body["back_off"] = self.back_off.to_json()
         if self.summary is not None:
             summary = asdict(self.summary)
             summary["lost"] = list(summary["lost"])

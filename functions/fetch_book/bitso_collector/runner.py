@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, replace
@@ -18,16 +19,18 @@ from bitso_format import (
 )
 from bitso_logs import JsonLogger, trace_fields
 
+from .backoff import LOCKOUT_S, PaceMode, PacePolicy, PaceState, after_clean_minute, after_throttle
+from .backoff import initial_state as initial_pace
 from .call_options import SCHEDULE_HEADER, CallOptions
 from .clock import Clock
 from .config import Settings
 from .errors import StorageError
 from .grid import Coverage, minute_of, slot_spacing, slots_ahead
-from .ledger import SlotLedger
-from .outcomes import CallStatus
+from .ledger import LedgerView, SlotLedger
+from .outcomes import CallStatus, Outcome
 from .pacing import Pacer
 from .recorder import CallRecorder
-from .run_record import CallFacts, RunRecord
+from .run_record import BackOffFacts, CallFacts, RunRecord
 from .sinks.base import Sink
 from .snapshot_writer import SnapshotWriter, StorageOptions
 from .strategies import FetchJob, Strategy
@@ -81,14 +84,19 @@ class CallPlan:
 
 
 def plan_call(
-    settings: Settings, options: CallOptions, now: float, period_ms: int = MINUTE_MS
+    settings: Settings,
+    options: CallOptions,
+    now: float,
+    period_ms: int = MINUTE_MS,
+    requests_per_minute: int | None = None,
 ) -> CallPlan:
-    """Which slots this call requests and by when it must stop fetching and answer."""
+    """Which slots this call requests and by when it must stop fetching and answer, on the grid
+    of `requests_per_minute` (the instance's pace; REQUESTS_PER_MINUTE by default)."""
     period = period_ms / 1000
     anchor = options.schedule_time if options.schedule_time is not None else now
     minute = minute_of(anchor, period_ms)
     minute_start = minute * period
-    rpm = settings.requests_per_minute
+    rpm = requests_per_minute or settings.requests_per_minute
     books = options.books or settings.books
     max_late = slot_spacing(rpm, period_ms) / 2
     minute_end = minute_start + period
@@ -112,6 +120,17 @@ def plan_call(
         answer_by,
         _refusal(minute_start, coverage, max_late, now),
         streams_until=min(deadline, minute_end - STREAMS_MARGIN_S * scale),
+    )
+
+
+def _back_off_facts(mode: PaceMode, state: PaceState, full: int) -> BackOffFacts:
+    """What the run record says about the pace: how this call ran, and the state after it."""
+    return BackOffFacts(
+        mode=mode,
+        full_requests_per_minute=full,
+        next_requests_per_minute=state.pace,
+        silent_until=state.silent_until,
+        throttled_at=state.throttled_at,
     )
 
 
@@ -145,13 +164,17 @@ def call_status(
         return CallStatus.LOST
     if summary.throttled:
         return CallStatus.THROTTLED
+    if summary.requests_sent == 0 and Outcome.BACKING_OFF in summary.failed:
+        return CallStatus.BACKING_OFF
     if summary.failed or missed_late or (streams is not None and streams.unacknowledged):
         return CallStatus.DEGRADED
     return CallStatus.OK
 
 
 class Collector:
-    """Runs calls for one instance; keeps the pacer so the rate window spans consecutive calls."""
+    """Runs calls for one instance; keeps the pacer, so the rate window spans consecutive calls,
+    and the pace state, so a throttling reply slows the calls after it (a new instance starts at
+    the full pace)."""
 
     def __init__(
         self,
@@ -169,6 +192,12 @@ class Collector:
         self.log = log
         self.period_ms = period_ms
         self.pacer = Pacer(settings.requests_per_minute, period_ms / 1000)
+        # Bitso's lockout is a minute: as long as a (compressed) minute here.
+        self.pace_policy = PacePolicy(
+            settings.requests_per_minute, lockout_s=LOCKOUT_S * period_ms / MINUTE_MS
+        )
+        self.pace: PaceState = initial_pace(self.pace_policy)
+        self._pace_lock = threading.Lock()
         self._streams_type: type[CallStreams] | None = None
         if settings.streams:
             # Imported with the instance, not in a call (aiohttp takes ~0.1 s to import, which
@@ -181,7 +210,10 @@ class Collector:
         """The run record of one call (stored, unless the minute was claimed already)."""
         arrived = self.clock.now()
         cpu_start = time.process_time()
-        plan = plan_call(self.settings, options, arrived, self.period_ms)
+        pace = self.pace
+        full = self.pace_policy.full
+        plan = plan_call(self.settings, options, arrived, self.period_ms, pace.pace)
+        mode = pace.mode(max(plan.minute_start, arrived), full)
         run_id = uuid.uuid4().hex
         minute_ms = seconds_to_ms(plan.minute_start)
         log = self.log.bind(
@@ -195,7 +227,7 @@ class Collector:
             scheduled=options.schedule_time is not None,
             strategy=self.strategy.name,
             books=plan.books,
-            requests_per_minute=self.settings.requests_per_minute,
+            requests_per_minute=pace.pace,
             aggregate=self.settings.aggregate,
             slots_planned=len(plan.coverage.planned),
             slots_missed_late=len(plan.coverage.missed_late),
@@ -204,7 +236,13 @@ class Collector:
         if plan.refused is not None:
             return self._not_run(
                 RunRecord(
-                    run_id, arrived, arrived, plan.refused.status, facts, error=plan.refused.reason
+                    run_id,
+                    arrived,
+                    arrived,
+                    plan.refused.status,
+                    facts,
+                    error=plan.refused.reason,
+                    back_off=_back_off_facts(mode, pace, full),
                 ),
                 f"{plan.refused.reason}; nothing claimed or requested",
                 log,
@@ -228,32 +266,53 @@ class Collector:
                 CallSummary(),
                 cpu_ms=cpu_ms,
                 error=reason,
+                back_off=_back_off_facts(mode, pace, full),
             )
             return self._not_run(unclaimed, f"{reason}; nothing requested", log, "ERROR")
         if not claimed:
             return self._not_run(
-                RunRecord(run_id, arrived, arrived, CallStatus.CLAIMED, facts),
+                RunRecord(
+                    run_id,
+                    arrived,
+                    arrived,
+                    CallStatus.CLAIMED,
+                    facts,
+                    back_off=_back_off_facts(mode, pace, full),
+                ),
                 "minute already claimed by another call; nothing requested",
                 log,
             )
 
-        streams = self._open_streams(plan, minute_ms, log)
+        # Nothing goes to Bitso in the silence after a throttling reply, its socket included.
+        streams = None if mode is PaceMode.BACKING_OFF else self._open_streams(plan, minute_ms, log)
         storage = StorageOptions(prefix, self.settings.compression, self.settings.aggregate)
         ledger = SlotLedger()
         writer = SnapshotWriter(
             self.sink, storage, ledger, self.clock, log, finish_by=plan.finish_by
         )
+        # Slots in the silence after a throttling reply are skipped, never requested.
+        silent_until = pace.silent_until if mode is PaceMode.BACKING_OFF else None
+        silenced = [
+            s for s in plan.coverage.planned if silent_until is not None and s.at < silent_until
+        ]
+        for slot in silenced:
+            ledger.settle(slot, Outcome.BACKING_OFF)
         job = FetchJob(
-            slots=plan.coverage.planned,
+            slots=plan.coverage.planned[len(silenced) :],
             clock=self.clock,
             pacer=self.pacer,
             max_late=plan.max_late,
             deadline=plan.deadline,
             aggregate=self.settings.aggregate,
             recorder=CallRecorder(
-                ledger, writer, storage, log, streams.state if streams is not None else None
+                ledger,
+                writer,
+                storage,
+                log,
+                self.clock,
+                streams.state if streams is not None else None,
             ),
-            slot_spacing=slot_spacing(self.settings.requests_per_minute, self.period_ms),
+            slot_spacing=slot_spacing(pace.pace, self.period_ms),
             timeout_headroom=TIMEOUT_HEADROOM_S * self.period_ms / MINUTE_MS,
         )
         try:
@@ -269,7 +328,9 @@ class Collector:
             end = plan.streams_until
             first = plan.coverage.planned[0].at if plan.coverage.planned else end
             stream_part = streams.summary((min(first, end), end))
-        summary = summarise(ledger.view())
+        view = ledger.view()
+        summary = summarise(view)
+        after = self._next_pace(pace.pace, summary, view)
         # A call that asked for a window of seconds did not ask for the slots before it.
         missed = len(plan.coverage.missed_late) if options.duration_seconds is None else 0
         record = RunRecord(
@@ -281,10 +342,27 @@ class Collector:
             summary,
             stream_part,
             cpu_ms=round((time.process_time() - cpu_start) * 1000, 1),
+            back_off=_back_off_facts(mode, after, full),
         )
         record = self._store(record, minute_ms, plan, log)
         self._log_summary(record, summary, log)
         return record
+
+    def _next_pace(self, pace_used: int, summary: CallSummary, view: LedgerView) -> PaceState:
+        """The instance's pace state after a call that ran at `pace_used`."""
+        with self._pace_lock:
+            if summary.throttled and view.last_throttle_reply is not None:
+                share = None
+                if view.first_throttled_start is not None:
+                    window = self.period_ms / 1000
+                    first = view.first_throttled_start
+                    share = self.pacer.starts_between(first - window, first)
+                self.pace = after_throttle(
+                    self.pace, self.pace_policy, pace_used, view.last_throttle_reply, share
+                )
+            elif summary.requests_sent:
+                self.pace = after_clean_minute(self.pace, self.pace_policy, pace_used)
+            return self.pace
 
     def _open_streams(self, plan: CallPlan, minute_ms: int, log: JsonLogger) -> CallStreams | None:
         """With `STREAMS` set, the call's socket, connecting from now until fetching stops."""
@@ -359,6 +437,8 @@ class Collector:
             event="run_summary",
             status=str(status),
             planned=facts.slots_planned,
+            requests_per_minute=facts.requests_per_minute,
+            pace=str(record.back_off.mode) if record.back_off else None,
             missed_late=facts.slots_missed_late,
             written=summary.written,
             duplicates=summary.duplicates,
