@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     parser = argparse.ArgumentParser(
-        prog="python -m bitso_archive",
+        prog="bitso-archive",
         description="Read the Bitso order book archive back: load, gaps, compact, "
         "and from the streams book, replay, trades.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
