@@ -134,7 +134,8 @@ class BookState:
                 amount = (Decimal(self.rng.randint(1, 5_000_000)) * self.amount_quantum).quantize(
                     self.amount_quantum
                 )
-                level = {"book": self.name, "price": f"{price}", "amount": f"{amount}"}
+                # Plain notation, as Bitso sends it (a Decimal prints 0.00000034 as 3.4E-7).
+                level = {"book": self.name, "price": f"{price:f}", "amount": f"{amount:f}"}
                 if not aggregate:
                     level["oid"] = f"{self.rng.getrandbits(64):016x}{index:02d}{order:02d}"
                 levels.append(level)

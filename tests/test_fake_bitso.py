@@ -48,3 +48,18 @@ def test_without_a_neighbour_the_budget_is_ours_alone() -> None:
     with FakeBitso(Behaviour(limit=3, window=WINDOW), clock=ManualClock(0.0)) as fake:
         assert fake.neighbour_starts() == []
         assert [fake.admit(1_000.0 + k)[0] for k in range(4)] == [False, False, False, True]
+
+
+def test_full_books_use_plain_decimal_notation() -> None:
+    """Bitso never sends `3.4E-7`; the fake's tiny amounts must not either."""
+    import re
+
+    from bitso_testkit.fake_bitso import BookState
+
+    book = BookState("eth_mxn", seed=3)
+    book.rng.randint = lambda a, b: 34  # type: ignore[method-assign]  # 34e-8, the smallest kind
+    payload = book.next(aggregate=False)
+    for level in payload["bids"] + payload["asks"]:
+        assert re.fullmatch(r"[0-9]+(\.[0-9]+)?", level["amount"]), level
+        assert re.fullmatch(r"[0-9]+(\.[0-9]+)?", level["price"]), level
+    assert payload["asks"][0]["amount"] == "0.00000034"
