@@ -90,9 +90,12 @@ def test_a_short_call_records_both_channels_and_anchors_each_book(
             for line in stored:
                 jsonschema.validate(line, STREAM_LINE)
             streamed = [line["message"] for line in stored if "message" in line]
-            assert streamed == [
+            sent = [
                 m for m in fakes.socket.sent_to(1) if m["book"] == book and m["type"] == channel
             ]
+            # Everything sent is stored, in order, except at most the one message still on the
+            # wire when the socket closed (sent, never received).
+            assert streamed == sent[: len(streamed)] and len(sent) - len(streamed) <= 1
             assert entry["messages"] == len(streamed) > 0
     anchors = [u for u in record["slot_uses"] if u["use"] == "anchor"]
     for anchor in anchors:
