@@ -37,12 +37,14 @@ def test_a_call_in_the_silence_answers_at_once_and_the_next_one_runs_at_half_pac
         collector = Collector(
             settings, LocalSink(tmp_path), strategy, clock, JsonLogger(io.StringIO()), PERIOD_MS
         )
-        assert collector.pace_policy.lockout_s == PERIOD  # Bitso's minute, compressed
+        assert collector.pace.policy.lockout_s == PERIOD  # Bitso's minute, compressed
         # As if the minute before ended on a throttling reply that silences this whole minute.
         replied = first - 0.1
-        collector.pace = after_throttle(collector.pace, collector.pace_policy, RPM, replied)
+        collector.pace.state = after_throttle(
+            collector.pace.state, collector.pace.policy, RPM, replied
+        )
         last_slot = first + PERIOD * (1 - 1 / (RPM // 2))
-        assert collector.pace.silent_until == replied + PERIOD > last_slot
+        assert collector.pace.state.silent_until == replied + PERIOD > last_slot
 
         record = collector.run(CallOptions(schedule_time=first)).to_json()
         answered = clock.now()

@@ -7,7 +7,7 @@ import pytest
 from bitso_collector.call_options import CallOptions
 from bitso_collector.config import Settings
 from bitso_collector.outcomes import CallStatus
-from bitso_collector.runner import plan_call
+from bitso_collector.plan import plan_call
 from bitso_collector.sinks.gcs import DEADLINE_MARGIN_S, MIN_ATTEMPT_S
 from bitso_collector.strategies.base import TIMEOUT_HEADROOM_S
 

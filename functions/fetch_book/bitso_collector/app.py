@@ -5,6 +5,7 @@ Nothing here opens a connection at import; `main.py` only forwards the request.
 
 from __future__ import annotations
 
+import atexit
 import json
 import threading
 import uuid
@@ -75,6 +76,9 @@ def get_runtime() -> Runtime:
     with _runtime_lock:
         if _runtime is None:
             _runtime = build_runtime(load_settings())
+            # Cloud Run stops an instance with SIGTERM; the server's worker then exits, and
+            # what the stream holds since the last call's cut is stored on the way out.
+            atexit.register(_runtime.collector.shutdown)
         return _runtime
 
 
@@ -83,7 +87,8 @@ def reset_runtime() -> None:
     global _runtime  # noqa: PLW0603
     with _runtime_lock:
         if _runtime is not None:
-            _runtime.collector.strategy.close()
+            atexit.unregister(_runtime.collector.shutdown)
+            _runtime.collector.shutdown()
         _runtime = None
 
 

@@ -157,7 +157,7 @@ def main(
         line, minute_failed = outcome_line(label, record, sink.location(""))
         print(line, file=sys.stderr, flush=True)
         failed = failed or minute_failed
-    collector.strategy.close()
+    collector.shutdown()
     return 1 if failed else 0
 
 

@@ -30,6 +30,11 @@ COMPRESSIONS = ("none", "gzip")
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 DEFAULT_WS_URL = "wss://ws.bitso.com"
+#: How often an unbroken diff chain is anchored again (`ANCHOR_EVERY_MINUTES`): `book --at` at
+#: the worst instant reads this many minutes of diffs after the anchor (make bench; docs).
+DEFAULT_ANCHOR_EVERY_MINUTES = 15
+#: A day: a chain anchored less often than that is one nobody could read back quickly.
+MAX_ANCHOR_EVERY_MINUTES = 1440
 _SECRET_VERSION = re.compile(r"^projects/[^/]+/secrets/[^/]+/versions/[^/]+$")
 
 
@@ -55,6 +60,7 @@ class Settings:
     #: WebSocket channels recorded beside the snapshots, in `STREAM_CHANNELS` order (empty: none).
     streams: tuple[str, ...] = ()
     ws_url: str = DEFAULT_WS_URL
+    anchor_every_minutes: int = DEFAULT_ANCHOR_EVERY_MINUTES
 
     def __repr__(self) -> str:
         """Like the dataclass repr, with the credentials masked so they never reach a log."""
@@ -153,6 +159,15 @@ def parse_streams(raw: str) -> tuple[str, ...]:
     if len(set(chosen)) != len(chosen):
         raise ConfigError(f"STREAMS={raw!r} names a channel more than once; allowed: {allowed}")
     return tuple(channel for channel in STREAM_CHANNELS if channel in chosen)
+
+
+def _anchor_every(raw: str) -> int:
+    """`ANCHOR_EVERY_MINUTES`: a whole number of minutes from 1 to a day."""
+    value = raw.strip()
+    allowed = f"a whole number of minutes from 1 to {MAX_ANCHOR_EVERY_MINUTES}"
+    if not value.isdigit() or not 1 <= int(value) <= MAX_ANCHOR_EVERY_MINUTES:
+        raise ConfigError(f"ANCHOR_EVERY_MINUTES={raw!r} is not allowed; use {allowed}")
+    return int(value)
 
 
 def _ws_url(raw: str) -> str:
@@ -256,6 +271,9 @@ def load_settings(
         api_secret_secret=_secret_name("BITSO_API_SECRET_SECRET", get("BITSO_API_SECRET_SECRET")),
         streams=parse_streams(get("STREAMS")),
         ws_url=_ws_url(get("BITSO_WS_URL", DEFAULT_WS_URL)),
+        anchor_every_minutes=_anchor_every(
+            get("ANCHOR_EVERY_MINUTES", str(DEFAULT_ANCHOR_EVERY_MINUTES))
+        ),
     )
     if bool(settings.api_key) != bool(settings.api_secret):
         raise ConfigError("BITSO_API_KEY and BITSO_API_SECRET must be set together, or neither")
