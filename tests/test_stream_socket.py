@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 
 from bitso_collector.clock import SystemClock
+from bitso_collector.slot_policy import SlotUse
+from bitso_collector.streams.backfill import NEW_CHAIN_LOOKBACK_MS
 from bitso_collector.streams.client import SocketOptions, StreamSocket
-from bitso_collector.streams.planner import SlotUse
-from bitso_collector.streams.state import StreamState
+from bitso_collector.streams.session import summarise
+from bitso_collector.streams.state import Cut, StreamState
 from bitso_collector.streams.summary import StreamsSummary
-from bitso_format import floor_minute, parse_iso_millis
+from bitso_format import parse_iso_millis
 from bitso_testkit.fake_ws import FakeBitsoWs
 from bitso_testkit.market import Exchange
 
@@ -46,7 +48,8 @@ class Run:
         url = fake.url if isinstance(fake, FakeBitsoWs) else fake
         clock = SystemClock()
         self.start = clock.now()
-        self.state = StreamState(books, CHANNELS, floor_minute(int(self.start * 1000)))
+        self.state = StreamState(books, CHANNELS, 15 * 60_000, clock)
+        self.cut: Cut | None = None
         defaults: dict[str, Any] = {"silence_s": SILENCE_S, "ack_timeout_s": 0.5}
         self.socket = StreamSocket(
             SocketOptions(url, books, CHANNELS, **{**defaults, **options}), self.state, clock
@@ -62,7 +65,8 @@ class Run:
         self.socket.stop(timeout=5)
         self.ended = time.time()
         assert self.socket._thread is not None and not self.socket._thread.is_alive()
-        return self.state.summary((self.start, self.start + seconds), {})
+        self.cut = self.state.cut(time.time())
+        return summarise(self.cut, {}, self.state, "0a1b2c3d", self.start)
 
     def quiet(self) -> None:
         """The market stops just before the deadline, so nothing is in flight at the end."""
@@ -70,15 +74,12 @@ class Run:
             self.fake.set_rate(0)
 
     def lines(self, book: str, channel: str) -> list[dict[str, Any]]:
-        data = self.state.objects[(book, channel)].finish()
-        return [json.loads(line) for line in gzip.decompress(data).splitlines()]
-
-
-def before_window(run: Run) -> Any:
-    """The minute's backfill window: still owed (the backfill failed), so the widest."""
-    from bitso_collector.streams.backfill import LOOKBACK_MS, TradesWindow
-
-    return TradesWindow(floor_minute(int(run.start * 1000)) - LOOKBACK_MS)
+        assert self.cut is not None
+        lines = []
+        for key in sorted(k for k in self.cut.objects if k[:2] == (book, channel)):
+            data = self.cut.objects[key].finish()
+            lines += [json.loads(line) for line in gzip.decompress(data).splitlines()]
+        return lines
 
 
 def sent(fake: FakeBitsoWs, book: str, channel: str) -> list[dict[str, Any]]:
@@ -96,13 +97,13 @@ def test_every_message_is_stored_once_in_order_with_its_receipt_time(fake: FakeB
             stamps = [parse_iso_millis(line["received_at"]) for line in lines]
             assert stamps == sorted(stamps)
             assert all(run.start * 1000 - 1 <= s <= run.ended * 1000 for s in stamps)
-            assert summary.books[book][channel].messages == len(lines)
-    diffs = summary.books["btc_mxn"]["diff-orders"]
+            assert summary.books[book][channel].cut.messages == len(lines)
+    diffs = summary.books["btc_mxn"]["diff-orders"].cut
     assert diffs.messages > 20 and diffs.sequence_gaps == ()
     assert diffs.first_sequence == sent(fake, "btc_mxn", "diff-orders")[0]["sequence"]
     assert (summary.connections, summary.reconnects, summary.unacknowledged) == (1, 0, ())
     assert summary.keepalives >= 4 and summary.ignored == 0
-    assert all(c.uncovered_ms < 300 for b in summary.books.values() for c in b.values())
+    assert all(c.cut.uncovered_ms < 300 for b in summary.books.values() for c in b.values())
     assert uses == [SlotUse.ANCHOR, SlotUse.ANCHOR]  # once acknowledged, a book's slot anchors
 
 
@@ -122,10 +123,10 @@ def test_a_dropped_diff_is_a_gap_and_unanchors_the_book(fake: FakeBitsoWs) -> No
     )
     [(dropped_book, dropped)] = fake.stats.dropped
     assert dropped_book == "eth_mxn"
-    gaps = summary.books["eth_mxn"]["diff-orders"].sequence_gaps
+    gaps = summary.books["eth_mxn"]["diff-orders"].cut.sequence_gaps
     assert anchors == [SlotUse.ANCHOR]
     assert [(g.after, g.next) for g in gaps] == [(dropped - 1, dropped + 1)]
-    assert summary.books["btc_mxn"]["diff-orders"].sequence_gaps == ()
+    assert summary.books["btc_mxn"]["diff-orders"].cut.sequence_gaps == ()
     assert [p.use for p in later] == [SlotUse.ANCHOR]  # re-anchored on the book's next slot
     stored = [line["message"]["sequence"] for line in run.lines("eth_mxn", "diff-orders")]
     assert dropped not in stored and stored == sorted(stored)
@@ -140,7 +141,7 @@ def test_a_cut_connection_is_reopened_at_once_and_resubscribed(fake: FakeBitsoWs
         anchor = run.state.use_for("btc_mxn")
         run.state.anchored(anchor, stored=True)
         backfill = run.state.use_for("btc_mxn")
-        run.state.backfilled(backfill, None, time.time())  # still owed: the minute's window
+        run.state.backfilled(backfill, None, time.time())  # still owed: the new chain's window
         before.extend([anchor.use, backfill.use])
 
     def uses() -> None:
@@ -152,7 +153,7 @@ def test_a_cut_connection_is_reopened_at_once_and_resubscribed(fake: FakeBitsoWs
     assert summary.disconnects[0].at - run.start == pytest.approx(0.8, abs=0.2)
     for book in BOOKS:
         for channel in CHANNELS:
-            entry = summary.books[book][channel]
+            entry = summary.books[book][channel].cut
             assert entry.reconnects == 1
             assert 0 < entry.uncovered_ms < 500  # reopened at once: only the handshake missed
             assert [line["message"] for line in run.lines(book, channel)] == sent(
@@ -161,7 +162,9 @@ def test_a_cut_connection_is_reopened_at_once_and_resubscribed(fake: FakeBitsoWs
     assert before == [SlotUse.ANCHOR, SlotUse.TRADES_BACKFILL]
     # the reconnect leaves the book unanchored, and owing the trades of the outage
     assert [p.use for p in after] == [SlotUse.ANCHOR, SlotUse.TRADES_BACKFILL]
-    assert after[1].window == before_window(run)
+    window = after[1].window
+    assert window is not None and window.after_tid is None  # the wider window, still owed
+    assert window.since_ms <= run.start * 1000 - NEW_CHAIN_LOOKBACK_MS + 1000
 
 
 def test_a_silent_connection_is_taken_for_dead_and_reopened(fake: FakeBitsoWs) -> None:
@@ -171,7 +174,7 @@ def test_a_silent_connection_is_taken_for_dead_and_reopened(fake: FakeBitsoWs) -
     assert lost.reason == "silent"
     assert lost.at - run.start == pytest.approx(0.5 + SILENCE_S, abs=0.3)
     assert summary.connections == 2
-    assert summary.books["btc_mxn"]["trades"].reconnects == 1
+    assert summary.books["btc_mxn"]["trades"].cut.reconnects == 1
 
 
 def test_a_burst_is_stored_whole_and_in_order(fake: FakeBitsoWs) -> None:
@@ -193,11 +196,11 @@ def test_a_book_bitso_does_not_know_is_named_and_delays_no_other(fake: FakeBitso
     summary = run.go(1.5)
     assert time.time() - started < 3  # never a hang
     assert set(summary.unacknowledged) == {("nope_mxn", "trades"), ("nope_mxn", "diff-orders")}
-    assert summary.books["nope_mxn"]["trades"].messages == 0
-    assert summary.books["nope_mxn"]["trades"].uncovered_ms == 1500
-    known = summary.books["btc_mxn"]["diff-orders"]
+    assert summary.books["nope_mxn"]["trades"].cut.messages == 0
+    assert summary.books["nope_mxn"]["trades"].cut.covers is None  # never acknowledged
+    known = summary.books["btc_mxn"]["diff-orders"].cut
     assert known.messages > 0
-    assert known.uncovered_ms < 500 + 300  # one ack timeout at most, then subscribed
+    assert known.covers is not None and known.covers[0] - run.start < 0.5 + 0.3  # one ack timeout
     assert run.state.use_for("nope_mxn").use is SlotUse.SNAPSHOT  # no anchor without an ack
 
 
@@ -211,7 +214,8 @@ def test_refused_connections_back_off_up_to_the_cap_and_stop_at_the_deadline(
     assert summary.failed_connects == fake.stats.refused
     assert 5 <= summary.failed_connects <= 8
     assert summary.connections == 1
-    assert 2500 <= summary.books["btc_mxn"]["trades"].uncovered_ms <= 3200
+    covers = summary.books["btc_mxn"]["trades"].cut.covers
+    assert covers is not None and 2.5 <= covers[0] - run.start <= 3.2  # watched from the ack
     assert time.time() - run.ended < 1
 
 
@@ -222,4 +226,4 @@ def test_nothing_listening_ends_at_the_deadline_without_a_hang() -> None:
     summary = run.go(1.2)
     assert run.ended - run.start < 2.5
     assert summary.connections == 0 and summary.failed_connects >= 3
-    assert summary.books["btc_mxn"]["diff-orders"].uncovered_ms == 1200
+    assert summary.books["btc_mxn"]["diff-orders"].cut.covers is None

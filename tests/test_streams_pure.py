@@ -10,29 +10,34 @@ from typing import Any
 import jsonschema
 import pytest
 
+from bitso_collector.clock import ShiftedClock
 from bitso_collector.config import ConfigError, load_settings
 from bitso_collector.errors import MalformedReply, UnknownBook
-from bitso_collector.streams.backfill import (
-    LOOKBACK_MS,
+from bitso_collector.rest_trades import (
     PAGE_LIMIT,
     RestTrade,
     TradesWindow,
-    choose,
     parse_trades_reply,
     trades_path,
 )
+from bitso_collector.slot_policy import SlotUse
+from bitso_collector.streams.backfill import LOOKBACK_MS, NEW_CHAIN_LOOKBACK_MS, choose
 from bitso_collector.streams.objects import StreamObject
-from bitso_collector.streams.planner import SlotPlanner, SlotUse
+from bitso_collector.streams.planner import SlotPlanner
 from bitso_collector.streams.protocol import Kind, classify, subscribe_text
-from bitso_collector.streams.state import StreamState
+from bitso_collector.streams.session import StreamSession
+from bitso_collector.streams.state import StreamState, encode_line
 from bitso_collector.streams.subscriptions import Subscriptions
-from bitso_collector.streams.tally import SequenceCheck, SequenceGap, uncovered_ms
-from bitso_collector.streams.writer import ObjectResult
+from bitso_collector.streams.tally import ChannelTally, SequenceGap, Unwatched
+from bitso_collector.streams.writer import NamedObject, ObjectResult
 from bitso_format import SLOT_USES, parse_iso_millis
+from bitso_logs import JsonLogger
 from tests.support.schemas import RUN_RECORD
 
 CHANNELS = ("trades", "diff-orders")
 MINUTE_MS = 1_795_515_300_000
+#: Anchor again every 15 minutes.
+EVERY_MS = 15 * 60_000
 
 
 # -- protocol ---------------------------------------------------------------------------------
@@ -103,27 +108,40 @@ def test_a_refused_subscribe_frees_its_channel() -> None:
 
 
 # -- sequences and coverage -------------------------------------------------------------------
-def test_every_diff_that_does_not_follow_by_one_is_a_gap() -> None:
-    check = SequenceCheck()
-    gaps = [check.observe(n) for n in (5, 6, 8, 9, 9, 4, 5)]
-    assert gaps == [
-        None,
-        None,
-        SequenceGap(6, 8),
-        None,
-        SequenceGap(9, 9),
-        SequenceGap(9, 4),
-        None,
-    ]
-    assert (check.first, check.last, len(check.gaps)) == (5, 5, 3)
+def test_every_diff_that_does_not_follow_by_one_is_a_gap_across_cuts() -> None:
+    tally = ChannelTally()
+    tally.went_live(0.0)
+    gaps = [tally.received(float(n), seq) for n, seq in enumerate((5, 6, 8, 9, 9, 4, 5))]
+    assert gaps == [None, None, SequenceGap(6, 8), None, SequenceGap(9, 9), SequenceGap(9, 4), None]
+    first = tally.cut(10.0, [])
+    assert (first.first_sequence, first.last_sequence, len(first.sequence_gaps)) == (5, 5, 3)
+    assert first.covers == (0.0, 10.0) and not first.continuous  # the chain's first cut
+    assert tally.received(11.0, 7) == SequenceGap(5, 7)  # the gap at the boundary is seen
+    second = tally.cut(20.0, [])
+    assert second.covers == (10.0, 20.0) and not second.continuous  # broke at the boundary
+    tally.received(21.0, 8)
+    third = tally.cut(30.0, [])
+    assert third.continuous and third.sequence_gaps == ()
 
 
-def test_uncovered_time_is_the_window_outside_every_live_stretch() -> None:
-    assert uncovered_ms([], 0.0, 60.0) == 60_000
-    assert uncovered_ms([(0.5, 60.0)], 0.0, 60.0) == 500
-    assert uncovered_ms([(-5.0, 10.0), (12.0, 70.0)], 0.0, 60.0) == 2_000
-    assert uncovered_ms([(1.0, 5.0), (3.0, 8.0)], 0.0, 10.0) == 3_000  # overlaps
-    assert uncovered_ms([(0.0, 1.0)], 5.0, 5.0) == 0
+def test_outages_and_freezes_are_the_unwatched_spans_of_a_cut() -> None:
+    tally = ChannelTally()
+    tally.went_live(1.0)
+    tally.went_down(5.0)
+    tally.went_live(7.0)
+    tally.went_down(50.0)
+    cut = tally.cut(60.0, [(20.0, 22.5)])
+    assert cut.covers == (1.0, 60.0)
+    assert cut.unwatched == (
+        Unwatched(5.0, 7.0, "outage"),
+        Unwatched(20.0, 22.5, "frozen"),
+        Unwatched(50.0, 60.0, "outage"),
+    )
+    assert cut.uncovered_ms == 12_000  # outages only; a freeze is not a lost subscription
+    assert cut.reconnects == 1
+    tally.went_live(61.0)  # still down at the cut: the next cut's outage starts at the cut
+    later = tally.cut(120.0, [])
+    assert later.unwatched == (Unwatched(60.0, 61.0, "outage"),) and not later.continuous
 
 
 # -- slot uses --------------------------------------------------------------------------------
@@ -132,58 +150,67 @@ def test_slot_uses_are_the_format_modules() -> None:
 
 
 def test_anchor_on_the_first_slot_after_the_ack_then_backfill_then_snapshots() -> None:
-    planner = SlotPlanner(["btc_mxn"], CHANNELS, MINUTE_MS)
-    assert planner.use_for("btc_mxn").use is SlotUse.SNAPSHOT  # nothing acknowledged yet
-    planner.live("btc_mxn", "diff-orders")
-    planner.live("btc_mxn", "trades")
-    anchor = planner.use_for("btc_mxn")
+    planner = SlotPlanner(["btc_mxn"], CHANNELS, EVERY_MS)
+    now = MINUTE_MS
+    assert planner.use_for("btc_mxn", now).use is SlotUse.SNAPSHOT  # nothing acknowledged yet
+    planner.live("btc_mxn", "diff-orders", now)
+    planner.live("btc_mxn", "trades", now)
+    anchor = planner.use_for("btc_mxn", now)
     assert anchor.use is SlotUse.ANCHOR
-    backfill = planner.use_for("btc_mxn")  # the anchor's reply is not in yet: the next slot
+    backfill = planner.use_for("btc_mxn", now)  # the anchor's reply is not in yet: the next slot
     assert backfill.use is SlotUse.TRADES_BACKFILL
-    assert backfill.window == TradesWindow(MINUTE_MS - LOOKBACK_MS) and backfill.marker is None
-    planner.anchored(anchor, stored=True)
+    assert backfill.window == TradesWindow(now - NEW_CHAIN_LOOKBACK_MS)
+    planner.anchored(anchor, stored=True, at_ms=now + 500)
     planner.backfilled(backfill, choose([], backfill.window, set()))
-    assert planner.use_for("btc_mxn").use is SlotUse.SNAPSHOT
     assert planner.unanchored() == [] and planner.owing() == []
+    # An unbroken chain spends no slot until its anchor is ANCHOR_EVERY_MINUTES old.
+    for minute in range(1, 15):
+        assert planner.use_for("btc_mxn", now + 500 + minute * 60_000).use is SlotUse.SNAPSHOT
+    assert planner.use_for("btc_mxn", now + 500 + EVERY_MS).use is SlotUse.ANCHOR
 
 
 def test_a_gap_re_anchors_on_the_books_next_slot_and_a_stale_anchor_does_not_count() -> None:
-    planner = SlotPlanner(["btc_mxn", "eth_mxn"], ("diff-orders",), MINUTE_MS)
-    planner.live("btc_mxn", "diff-orders")
-    first = planner.use_for("btc_mxn")
-    planner.anchored(first, stored=True)
+    planner = SlotPlanner(["btc_mxn", "eth_mxn"], ("diff-orders",), EVERY_MS)
+    now = MINUTE_MS
+    planner.live("btc_mxn", "diff-orders", now)
+    first = planner.use_for("btc_mxn", now)
+    planner.anchored(first, stored=True, at_ms=now)
     planner.gap("btc_mxn")
     assert planner.unanchored() == ["btc_mxn", "eth_mxn"]
-    second = planner.use_for("btc_mxn")
+    second = planner.use_for("btc_mxn", now)
     assert second.use is SlotUse.ANCHOR
     planner.gap("btc_mxn")  # while the anchor was in flight
-    planner.anchored(second, stored=True)
+    planner.anchored(second, stored=True, at_ms=now)
     assert "btc_mxn" in planner.unanchored()
-    third = planner.use_for("btc_mxn")
-    planner.anchored(third, stored=False)  # the request failed: owed again
-    fourth = planner.use_for("btc_mxn")
+    third = planner.use_for("btc_mxn", now)
+    planner.anchored(third, stored=False, at_ms=now)  # the request failed: owed again
+    fourth = planner.use_for("btc_mxn", now)
     assert fourth.use is SlotUse.ANCHOR
-    planner.anchored(fourth, stored=True)
+    planner.anchored(fourth, stored=True, at_ms=now)
     assert planner.unanchored() == ["eth_mxn"]  # never acknowledged, never anchored
+    assert planner.use_for("zzz_mxn", now).use is SlotUse.SNAPSHOT  # a book it does not follow
 
 
 def test_a_lost_connection_re_anchors_and_backfills_since_the_last_trade_held() -> None:
-    planner = SlotPlanner(["btc_mxn"], CHANNELS, MINUTE_MS)
-    planner.live("btc_mxn", "diff-orders")
-    planner.live("btc_mxn", "trades")
-    planner.anchored(planner.use_for("btc_mxn"), stored=True)
-    backfill = planner.use_for("btc_mxn")
+    planner = SlotPlanner(["btc_mxn"], CHANNELS, EVERY_MS)
+    now = MINUTE_MS
+    planner.live("btc_mxn", "diff-orders", now)
+    planner.live("btc_mxn", "trades", now)
+    planner.anchored(planner.use_for("btc_mxn", now), stored=True, at_ms=now)
+    backfill = planner.use_for("btc_mxn", now)
     planner.backfilled(backfill, choose([], TradesWindow(0), set()))
     planner.held("btc_mxn", [10, 12, 11])
-    planner.down("btc_mxn", "diff-orders")
-    planner.down("btc_mxn", "trades")
-    assert planner.use_for("btc_mxn").use is SlotUse.SNAPSHOT  # not subscribed again yet
-    planner.live("btc_mxn", "trades")
-    planner.live("btc_mxn", "diff-orders")
-    assert planner.use_for("btc_mxn").use is SlotUse.ANCHOR
-    after = planner.use_for("btc_mxn")
+    planner.forget_held()
+    assert planner.held_tids("btc_mxn") == {12}  # bounded: only the newest is still needed
+    planner.down("btc_mxn", "diff-orders", now + 5000)
+    planner.down("btc_mxn", "trades", now + 5000)
+    assert planner.use_for("btc_mxn", now).use is SlotUse.SNAPSHOT  # not subscribed again yet
+    planner.live("btc_mxn", "trades", now + 6000)
+    planner.live("btc_mxn", "diff-orders", now + 6000)
+    assert planner.use_for("btc_mxn", now + 6000).use is SlotUse.ANCHOR
+    after = planner.use_for("btc_mxn", now + 6000)
     assert after.use is SlotUse.TRADES_BACKFILL
-    assert after.window is not None and after.window.after_tid == 12
+    assert after.window == TradesWindow(now + 5000 - LOOKBACK_MS, 12)
 
 
 def page(tids: list[int], start_ms: int) -> list[RestTrade]:
@@ -195,19 +222,19 @@ def page(tids: list[int], start_ms: int) -> list[RestTrade]:
 
 
 def test_a_full_page_asks_for_the_next_and_an_outage_restarts_from_the_newest() -> None:
-    planner = SlotPlanner(["btc_mxn"], ("trades",), MINUTE_MS)
-    planner.live("btc_mxn", "trades")
-    first = planner.use_for("btc_mxn")
+    planner = SlotPlanner(["btc_mxn"], ("trades",), EVERY_MS)
+    planner.live("btc_mxn", "trades", MINUTE_MS)
+    first = planner.use_for("btc_mxn", MINUTE_MS)
     full = page(list(range(1000, 1000 - PAGE_LIMIT, -1)), MINUTE_MS)
     planner.backfilled(first, choose(full, first.window or TradesWindow(0), set()))
-    second = planner.use_for("btc_mxn")
+    second = planner.use_for("btc_mxn", MINUTE_MS)
     assert second.use is SlotUse.TRADES_BACKFILL and second.marker == 901
-    planner.down("btc_mxn", "trades")
+    planner.down("btc_mxn", "trades", MINUTE_MS + 1000)
     planner.backfilled(second, choose(page([900], MINUTE_MS), TradesWindow(0), set()))
-    planner.live("btc_mxn", "trades")
-    third = planner.use_for("btc_mxn")
+    planner.live("btc_mxn", "trades", MINUTE_MS + 2000)
+    third = planner.use_for("btc_mxn", MINUTE_MS + 2000)
     assert third.use is SlotUse.TRADES_BACKFILL and third.marker is None  # from the newest
-    assert third.window == TradesWindow(MINUTE_MS - LOOKBACK_MS)  # the wider window still owed
+    assert third.window == TradesWindow(MINUTE_MS - NEW_CHAIN_LOOKBACK_MS)  # the wider one
     planner.backfilled(third, None)  # failed: still owed
     assert planner.owing() == ["btc_mxn"]
 
@@ -262,19 +289,20 @@ def test_an_object_is_gzipped_ndjson_in_the_order_added() -> None:
     stored = StreamObject()
     lines = [{"received_at": f"2026-11-24T10:15:0{n}.000Z", "message": {"n": n}} for n in range(5)]
     for line in lines:
-        stored.add(line)
+        stored.add_encoded(encode_line(line))
     data = stored.finish()
     assert stored.finish() == data
     text = gzip.decompress(data).decode()
     assert text.endswith("\n") and [json.loads(x) for x in text.splitlines()] == lines
     assert stored.lines == 5 and stored.raw_bytes == len(text.encode())
-    assert stored.add(lines[0]) is False  # too late: the object is finished
+    assert stored.add_encoded(encode_line(lines[0])) is False  # too late: the object is finished
     assert stored.finish() == data and stored.lines == 5
 
 
 def test_the_state_turns_messages_into_lines_counts_and_the_record_part() -> None:
-    state = StreamState(["btc_mxn"], CHANNELS, MINUTE_MS)
     start = MINUTE_MS / 1000
+    clock = ShiftedClock(start - __import__("time").time())
+    state = StreamState(["btc_mxn"], CHANNELS, EVERY_MS, clock)
     state.connected()
     state.acknowledged("btc_mxn", "diff-orders", start + 0.2)
     state.acknowledged("btc_mxn", "trades", start + 0.3)
@@ -288,19 +316,42 @@ def test_the_state_turns_messages_into_lines_counts_and_the_record_part() -> Non
     state.lost(start + 10.0, "silent")
     state.connected()
     state.acknowledged("btc_mxn", "diff-orders", start + 10.5)
-    state.lost(start + 59.7, None)
-    results = {
-        ("btc_mxn", "diff-orders"): ObjectResult("d/x.ndjson.gz", stored=True),
-        ("btc_mxn", "trades"): ObjectResult("t/x.ndjson.gz", stored=False, reason="storage: 503"),
-    }
-    summary = state.summary((start, start + 59.7), results)
-    diffs = summary.books["btc_mxn"]["diff-orders"]
-    assert (diffs.messages, diffs.first_sequence, diffs.last_sequence) == (3, 10, 13)
+    state.frozen(start + 30.0, start + 31.5)
+    # A message received in the next hour goes to an object of that hour.
+    late = json.dumps({"type": "diff-orders", "book": "btc_mxn", "sequence": 14, "payload": []})
+    state.received(classify(late, CHANNELS), start + 3600.0)
+    cut = state.cut(start + 3600.5)
+    assert sorted(cut.objects) == [
+        ("btc_mxn", "diff-orders", MINUTE_MS - MINUTE_MS % 3_600_000),
+        ("btc_mxn", "diff-orders", MINUTE_MS - MINUTE_MS % 3_600_000 + 3_600_000),
+        ("btc_mxn", "trades", MINUTE_MS - MINUTE_MS % 3_600_000),
+    ]
+    diffs = cut.channels[("btc_mxn", "diff-orders")]
+    assert (diffs.messages, diffs.first_sequence, diffs.last_sequence) == (4, 10, 14)
     assert diffs.sequence_gaps == (SequenceGap(11, 13),)
-    assert (diffs.reconnects, diffs.uncovered_ms, diffs.object) == (1, 700, "d/x.ndjson.gz")
-    trades = summary.books["btc_mxn"]["trades"]
-    assert (trades.messages, trades.reconnects, trades.uncovered_ms) == (1, 0, 300 + 49_700)
-    assert trades.object is None  # lost, and named as such
+    assert (diffs.reconnects, diffs.uncovered_ms) == (1, 500)
+    assert diffs.covers == (start + 0.2, start + 3600.5)
+    assert [u.reason for u in diffs.unwatched] == ["outage", "frozen"]
+    trades = cut.channels[("btc_mxn", "trades")]
+    assert (trades.messages, trades.reconnects) == (1, 0)
+    assert trades.unwatched[0] == Unwatched(start + 10.0, start + 3600.5, "outage")
+    session = StreamSession(
+        "ws://127.0.0.1:9/",
+        ("btc_mxn",),
+        CHANNELS,
+        EVERY_MS,
+        None,
+        "",
+        clock,  # type: ignore[arg-type]
+        JsonLogger(__import__("io").StringIO()),
+        instance="0a1b2c3d",
+    )
+    named = {(n.book, n.channel): n for n in session._named(cut, MINUTE_MS, None)}
+    results = {
+        named[("btc_mxn", "diff-orders")]: ObjectResult("d/x.ndjson.gz", stored=True),
+        named[("btc_mxn", "trades")]: ObjectResult("t/x.ndjson.gz", stored=False, reason="503"),
+    }
+    summary = session.summarise(cut, results)
     assert [(x.book, x.channel, x.object) for x in summary.lost] == [
         ("btc_mxn", "trades", "t/x.ndjson.gz")
     ]
@@ -312,11 +363,51 @@ def test_the_state_turns_messages_into_lines_counts_and_the_record_part() -> Non
     )
     body = summary.to_json()
     jsonschema.validate(body, RUN_RECORD["$defs"]["streams"] | {"$defs": RUN_RECORD["$defs"]})
+    assert body["instance"] == "0a1b2c3d"
     assert body["disconnects"] == [{"at": "2026-11-24T10:15:10.000Z", "reason": "silent"}]
-    assert body["books"]["btc_mxn"]["diff-orders"]["sequence_gaps"] == [{"after": 11, "next": 13}]
-    lines = gzip.decompress(state.objects[("btc_mxn", "diff-orders")].finish()).splitlines()
+    channel = body["books"]["btc_mxn"]["diff-orders"]
+    assert channel["sequence_gaps"] == [{"after": 11, "next": 13}]
+    assert channel["objects"] == [named[("btc_mxn", "diff-orders")].name]
+    assert not channel["continuous"]
+    assert channel["covers"] == {
+        "from": "2026-11-24T10:15:00.200Z",
+        "to": "2026-11-24T11:15:00.500Z",
+    }
+    hour = MINUTE_MS - MINUTE_MS % 3_600_000
+    data = cut.objects[("btc_mxn", "diff-orders", hour)].finish()
+    lines = gzip.decompress(data).splitlines()
     assert [json.loads(x)["message"]["sequence"] for x in lines] == [10, 11, 13]
     assert json.loads(lines[0])["received_at"] == "2026-11-24T10:15:01.000Z"
+    assert state.cut(start + 3601).objects == {}  # every line handed over exactly once
+
+
+def test_cut_objects_are_named_by_the_calls_minute_or_the_shutdown_under_the_receipt_hour() -> None:
+    clock = ShiftedClock(0.0)
+    session = StreamSession(
+        "ws://127.0.0.1:9/",
+        ("btc_mxn",),
+        CHANNELS,
+        EVERY_MS,
+        None,
+        "p",
+        clock,  # type: ignore[arg-type]
+        JsonLogger(__import__("io").StringIO()),
+        instance="0a1b2c3d",
+    )
+    state = session.state
+    hour = MINUTE_MS - MINUTE_MS % 3_600_000
+    text = json.dumps({"type": "diff-orders", "book": "btc_mxn", "sequence": 1, "payload": []})
+    state.acknowledged("btc_mxn", "diff-orders", hour / 1000 - 1)
+    state.received(classify(text, CHANNELS), hour / 1000 - 0.5)  # the hour before
+    cut = state.cut(hour / 1000 + 1)
+    [call] = session._named(cut, hour, None)
+    assert call.name == "p/diff-orders/2026/11/24/09/btc_mxn_20261124T1000Z.ndjson.gz"
+    state.received(classify(text, CHANNELS), hour / 1000 + 2)
+    [flush] = session._named(state.cut(hour / 1000 + 3), hour + 3000, "0a1b2c3d")
+    assert (
+        flush.name == "p/diff-orders/2026/11/24/10/btc_mxn_20261124T100003.000Z-0a1b2c3d.ndjson.gz"
+    )
+    assert isinstance(flush, NamedObject)
 
 
 # -- settings ---------------------------------------------------------------------------------
@@ -324,6 +415,11 @@ def test_streams_settings_are_checked_and_named() -> None:
     settings = load_settings({"STREAMS": " diff-orders,TRADES "}, dotenv=None)
     assert settings.streams == ("trades", "diff-orders")
     assert settings.ws_url == "wss://ws.bitso.com"
+    assert settings.anchor_every_minutes == 15
+    assert load_settings({"ANCHOR_EVERY_MINUTES": "5"}, dotenv=None).anchor_every_minutes == 5
+    for bad in ("0", "1441", "ten", "1.5"):
+        with pytest.raises(ConfigError, match="ANCHOR_EVERY_MINUTES.*1 to 1440"):
+            load_settings({"ANCHOR_EVERY_MINUTES": bad}, dotenv=None)
     assert load_settings({}, dotenv=None).streams == ()
     local = load_settings({"BITSO_WS_URL": "ws://127.0.0.1:8765/"}, dotenv=None)
     assert local.ws_url == "ws://127.0.0.1:8765/"

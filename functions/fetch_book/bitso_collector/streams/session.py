@@ -163,34 +163,45 @@ class StreamSession:
         ]
 
     def summarise(self, cut: Cut, results: dict[NamedObject, ObjectResult]) -> StreamsSummary:
-        stored: dict[tuple[str, str], list[str]] = {}
-        lost = []
-        for named, result in results.items():
-            if result.stored:
-                stored.setdefault((named.book, named.channel), []).append(named.name)
-            else:
-                lost.append(LostObject(named.book, named.channel, result.name, result.reason))
-        books = {
-            book: {
-                channel: ChannelSummary(
-                    cut.channels[(book, channel)], tuple(stored.get((book, channel), ()))
-                )
-                for channel in self.state.channels
-            }
-            for book in self.state.books
+        return summarise(cut, results, self.state, self.instance, self.started_at)
+
+
+def summarise(
+    cut: Cut,
+    results: dict[NamedObject, ObjectResult],
+    state: StreamState,
+    instance: str,
+    started_at: float,
+) -> StreamsSummary:
+    """The record's part of a cut, given what became of each of its objects."""
+    stored: dict[tuple[str, str], list[str]] = {}
+    lost = []
+    for named, result in results.items():
+        if result.stored:
+            stored.setdefault((named.book, named.channel), []).append(named.name)
+        else:
+            lost.append(LostObject(named.book, named.channel, result.name, result.reason))
+    books = {
+        book: {
+            channel: ChannelSummary(
+                cut.channels[(book, channel)], tuple(stored.get((book, channel), ()))
+            )
+            for channel in state.channels
         }
-        return StreamsSummary(
-            channels=self.state.channels,
-            instance=self.instance,
-            instance_started_at=self.started_at,
-            cut_at=cut.at,
-            frozen=cut.frozen,
-            connections=cut.connections,
-            failed_connects=cut.failed_connects,
-            keepalives=cut.keepalives,
-            ignored=cut.ignored,
-            disconnects=cut.disconnects,
-            unacknowledged=cut.unacknowledged,
-            books=books,
-            lost=tuple(lost),
-        )
+        for book in state.books
+    }
+    return StreamsSummary(
+        channels=state.channels,
+        instance=instance,
+        instance_started_at=started_at,
+        cut_at=cut.at,
+        frozen=cut.frozen,
+        connections=cut.connections,
+        failed_connects=cut.failed_connects,
+        keepalives=cut.keepalives,
+        ignored=cut.ignored,
+        disconnects=cut.disconnects,
+        unacknowledged=cut.unacknowledged,
+        books=books,
+        lost=tuple(lost),
+    )
