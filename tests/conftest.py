@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
@@ -34,6 +35,8 @@ class FunctionServer:
     data_dir: Path
     log_path: Path
     clock: ClockControl | None
+    #: The server's process (the leader of its own process group: signal it with `killpg`).
+    process: subprocess.Popen[bytes] | None = None
 
     def call(
         self,
@@ -95,7 +98,9 @@ def start_function(tmp_path: Path) -> Iterator[StartFunction]:
             else:
                 args = [str(Path(sys.executable).parent / "functions-framework"), *cli]
             url = f"http://127.0.0.1:{port}"
-            stack.enter_context(running(args, base_env(env), f"{url}/robots.txt", log_path))
-            return FunctionServer(url, data_dir, log_path, clock)
+            process = stack.enter_context(
+                running(args, base_env(env), f"{url}/robots.txt", log_path)
+            )
+            return FunctionServer(url, data_dir, log_path, clock, process)
 
         yield start

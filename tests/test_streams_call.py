@@ -24,7 +24,7 @@ from bitso_collector.outcomes import CallStatus
 from bitso_collector.runner import Collector
 from bitso_collector.sinks import LocalSink
 from bitso_collector.strategies import make_strategy
-from bitso_format import STREAM_CHANNELS, seconds_to_ms, stream_name
+from bitso_format import STREAM_CHANNELS, floor_hour, seconds_to_ms, stream_name
 from bitso_logs import JsonLogger
 from bitso_testkit.fake_bitso import FakeBitso
 from bitso_testkit.fake_ws import FakeBitsoWs
@@ -69,7 +69,7 @@ class Call:
                 CallOptions(schedule_time=self.minute, duration_seconds=seconds)
             ).to_json()
             self.took = time.monotonic() - started
-            strategy.close()
+            collector.shutdown()
             self.log = [json.loads(line) for line in log.getvalue().splitlines()]
         jsonschema.validate(record, RUN_RECORD)
         return record
@@ -89,10 +89,13 @@ def test_stream_objects_that_cannot_be_stored_are_lost_and_answer_500(stream_cal
     assert {(x["book"], x["channel"]) for x in lost} == {
         (b, c) for b in ("btc_mxn", "eth_mxn") for c in STREAM_CHANNELS
     }
-    assert all(x["object"] == stream_name("", x["channel"], x["book"], minute_ms) for x in lost)
+    hour_ms = floor_hour(minute_ms)
+    assert all(
+        x["object"] == stream_name("", x["channel"], x["book"], hour_ms, minute_ms) for x in lost
+    )
     assert all("injected" in x["reason"] for x in lost)
     assert all(
-        entry["object"] is None for b in record["streams"]["books"].values() for entry in b.values()
+        entry["objects"] == [] for b in record["streams"]["books"].values() for entry in b.values()
     )
     assert record["lost"] == [] and record["written"] > 0  # the snapshots were stored
     errors = [line for line in call.log if line["message"] == "stream object lost"]
@@ -107,7 +110,8 @@ def test_stored_objects_hold_every_line_in_order(stream_call: Any) -> None:
     assert record["status"] == "ok", record
     for book, channels in record["streams"]["books"].items():
         for channel, entry in channels.items():
-            path = call.root / entry["object"]
+            [name] = entry["objects"]
+            path = call.root / name
             lines = [json.loads(x) for x in gzip.decompress(path.read_bytes()).splitlines()]
             for line in lines:
                 jsonschema.validate(line, STREAM_LINE)
@@ -134,7 +138,7 @@ def test_a_book_bitso_does_not_know_is_named_in_the_record_and_never_waited_on(
         {"book": "nope_mxn", "channel": "trades"},
         {"book": "nope_mxn", "channel": "diff-orders"},
     ]
-    assert streams["books"]["nope_mxn"]["trades"]["object"] is None  # nothing to store
+    assert streams["books"]["nope_mxn"]["trades"]["objects"] == []  # nothing to store
     assert streams["books"]["btc_mxn"]["diff-orders"]["messages"] > 0
     assert record["failed"].get("unknown_book", 0) >= 1  # REST says 0301 for its slots
     assert record["status"] == "degraded"

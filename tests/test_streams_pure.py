@@ -418,7 +418,7 @@ def test_streams_settings_are_checked_and_named() -> None:
     assert settings.anchor_every_minutes == 15
     assert load_settings({"ANCHOR_EVERY_MINUTES": "5"}, dotenv=None).anchor_every_minutes == 5
     for bad in ("0", "1441", "ten", "1.5"):
-        with pytest.raises(ConfigError, match="ANCHOR_EVERY_MINUTES.*1 to 1440"):
+        with pytest.raises(ConfigError, match=r"ANCHOR_EVERY_MINUTES.*1 to 1440"):
             load_settings({"ANCHOR_EVERY_MINUTES": bad}, dotenv=None)
     assert load_settings({}, dotenv=None).streams == ()
     local = load_settings({"BITSO_WS_URL": "ws://127.0.0.1:8765/"}, dotenv=None)
