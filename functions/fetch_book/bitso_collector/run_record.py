@@ -117,3 +117,14 @@ class RunRecord:
         if self.location is not None:
             body["run_record"] = self.location
         return body
+
+
+def claimed_reason(minute_start: float, now: float, period_s: float = 60.0) -> str:
+    """Why a call whose minute was claimed did nothing, and when it is worth calling again."""
+    minute = iso_minute(seconds_to_ms(minute_start))
+    following = minute_start + period_s
+    return (
+        f"the minute {minute} was already collected (claimed by another call), so nothing was "
+        f"requested; the next minute starts at {iso_millis(seconds_to_ms(following))}, "
+        f"in {max(0.0, following - now):.0f} s"
+    )

@@ -30,13 +30,13 @@ from .ledger import LedgerView, SlotLedger
 from .outcomes import CallStatus, Outcome
 from .pacing import Pacer
 from .recorder import CallRecorder
-from .run_record import BackOffFacts, CallFacts, RunRecord
+from .run_record import BackOffFacts, CallFacts, RunRecord, claimed_reason
 from .sinks.base import Sink
 from .snapshot_writer import SnapshotWriter, StorageOptions
 from .strategies import FetchJob, Strategy
 from .strategies.base import TIMEOUT_HEADROOM_S
 from .streams.summary import StreamsSummary
-from .summary import CallSummary, summarise
+from .summary import CallSummary, slot_uses_phrase, summarise
 
 if TYPE_CHECKING:
     from .streams.call import CallStreams
@@ -270,6 +270,7 @@ class Collector:
             )
             return self._not_run(unclaimed, f"{reason}; nothing requested", log, "ERROR")
         if not claimed:
+            reason = claimed_reason(plan.minute_start, arrived, self.period_ms / 1000)
             return self._not_run(
                 RunRecord(
                     run_id,
@@ -277,9 +278,10 @@ class Collector:
                     arrived,
                     CallStatus.CLAIMED,
                     facts,
+                    error=reason,
                     back_off=_back_off_facts(mode, pace, full),
                 ),
-                "minute already claimed by another call; nothing requested",
+                reason,
                 log,
             )
 
@@ -433,7 +435,8 @@ class Collector:
         severity = {CallStatus.OK: "INFO", CallStatus.DEGRADED: "WARNING"}.get(status, "ERROR")
         log.log(
             severity,
-            f"run finished: {status}, {summary.written} of {facts.slots_planned} snapshots written",
+            f"run finished: {status}, {summary.written} of {facts.slots_planned} snapshots written"
+            + slot_uses_phrase(summary),
             event="run_summary",
             status=str(status),
             planned=facts.slots_planned,
