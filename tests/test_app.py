@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -194,6 +195,47 @@ def test_a_misconfigured_instance_answers_500_naming_the_variable(
     assert reply.status_code == 500
     assert "REQUESTS_PER_MINUTE=120 is outside 1 to 60" in reply.get_json()["error"]
     assert harness.fake.requests == []
+
+
+def test_a_claimed_minute_answers_409_saying_it_was_collected_and_when_the_next_starts(
+    harness: Harness,
+) -> None:
+    minute = harness.fresh_minute()
+    assert harness.post({"duration_seconds": 1}, minute=minute).status_code == 200
+    sent = len(harness.fake.requests)
+    again = harness.post({"duration_seconds": 1}, minute=minute)
+    assert again.status_code == 409
+    record = again.get_json()
+    assert record["status"] == "claimed"
+    next_minute = iso_millis(seconds_to_ms(minute + 60))
+    found = re.fullmatch(
+        rf"the minute {iso_millis(seconds_to_ms(minute))[:-5]}Z was already collected "
+        rf"\(claimed by another call\), so nothing was requested; the next minute starts at "
+        rf"{next_minute}, in (\d+) s",
+        record["error"],
+    )
+    assert found, record["error"]
+    assert 50 <= int(found[1]) <= 60  # the first call took its second and its grace
+    assert len(harness.fake.requests) == sent
+
+
+def test_a_misspelled_setting_is_logged_once_naming_the_one_meant(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BITSO_BOOK", "xrp_mxn")
+    minute = harness.fresh_minute()
+    first = harness.post({"duration_seconds": 1}, minute=minute)
+    harness.post({"duration_seconds": 1}, minute=minute)  # settings are read once an instance
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    warnings = [line for line in lines if line.get("event") == "unknown_setting"]
+    assert [(w["severity"], w["message"]) for w in warnings] == [
+        (
+            "WARNING",
+            "BITSO_BOOK (in the environment) is not a setting, so it is ignored; "
+            "did you mean BITSO_BOOKS?",
+        )
+    ]
+    assert first.get_json()["books"] == ["btc_mxn", "eth_mxn"]  # BITSO_BOOKS' books
 
 
 def test_logs_are_json_lines_with_the_trace_and_one_summary(

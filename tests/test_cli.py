@@ -6,15 +6,17 @@ import json
 import math
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from bitso_collector.cli import main
-from bitso_collector.clock import ShiftedClock
+from bitso_collector.clock import ShiftedClock, SystemClock
+from bitso_collector.reachability import unreachable
 from bitso_testkit.fake_bitso import FakeBitso
-from bitso_testkit.processes import REPO, free_port
+from bitso_testkit.processes import REPO, base_env, free_port
 
 
 def test_collects_into_the_local_directory_from_the_next_minute(
@@ -36,7 +38,7 @@ def test_collects_into_the_local_directory_from_the_next_minute(
     assert all(json.loads(f.read_text())["slot"].endswith(("00.000Z", "01.016Z")) for f in files)
     err = capsys.readouterr().err
     assert "waiting 1 s for" in err
-    assert "ok, 2 snapshots written to collected" in err
+    assert "ok, 2 of 2 snapshots written to collected" in err
 
 
 def test_bad_settings_exit_with_the_message(
@@ -72,21 +74,100 @@ def test_a_sink_that_cannot_claim_exits_1_with_one_line(
 
 
 def test_a_minute_that_stores_nothing_exits_1_and_says_why(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    fake_bitso: FakeBitso,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("BITSO_API_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens
+    monkeypatch.setenv("BITSO_API_URL", fake_bitso.url)
+    fake_bitso.configure(default="5xx")  # reachable, but every reply is a 503
     start = (math.ceil(time.time() / 60) + 5) * 60.0
     clock = ShiftedClock(start - 0.5 - time.time())
 
     assert main(["--duration", "2"], clock) == 1
 
     captured = capsys.readouterr()
-    assert "degraded, 0 snapshots written to data" in captured.err
-    assert "failed: connection 2; nothing was stored" in captured.err
+    assert "degraded, 0 of 2 snapshots written to data" in captured.err
+    assert "failed: http_5xx 2; nothing was stored" in captured.err
     failures = [json.loads(line) for line in captured.out.splitlines() if "slot failed" in line]
-    assert len(failures) == 2
-    assert all(line["detail"].endswith(": connection refused") for line in failures)
+    assert len(failures) == 2  # piped (not a terminal): every line JSON, none collapsed
+    assert all(line["reason"] == "http_5xx" for line in failures)
+
+
+class NeverWaits(SystemClock):
+    """A clock that fails the test if the command waits for its minute."""
+
+    def sleep_until(self, when: float) -> None:
+        raise AssertionError(f"waited {when - self.now():.1f} s for a minute")
+
+
+@pytest.mark.parametrize(
+    ("url", "host", "cause"),
+    [
+        (f"http://127.0.0.1:{free_port()}", "127.0.0.1:", "connection refused"),
+        ("http://no-such-host.invalid", "no-such-host.invalid:80", "name resolution failed ("),
+        ("https://no-such-host.invalid:8443/x", "no-such-host.invalid:8443", "name resolution"),
+    ],
+)
+def test_an_unreachable_bitso_is_said_at_once_without_waiting_for_a_minute(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    url: str,
+    host: str,
+    cause: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BITSO_API_URL", url)
+    for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+
+    assert main(["--minutes", "3"], NeverWaits()) == 1
+
+    captured = capsys.readouterr()
+    last = captured.err.splitlines()[-1]
+    assert last.startswith(f"bitso-collect: cannot reach Bitso at {host}")
+    assert f": {cause}" in last
+    assert last.endswith(
+        f"nothing was collected (check BITSO_API_URL={url.rstrip('/')} and the network)"
+    )
+    assert captured.out == ""  # not one slot was tried
+    assert not (tmp_path / "data").exists()
+
+
+def test_the_command_stops_within_15_s_when_bitso_does_not_resolve(tmp_path: Path) -> None:
+    env = base_env({"BITSO_API_URL": "http://no-such-host.invalid"})
+    finished = subprocess.run(
+        [str(Path(sys.executable).parent / "bitso-collect"), "--minutes", "5"],
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=15,  # the promise; without the check it waits for the next minute
+    )
+    assert finished.returncode == 1
+    last = finished.stderr.splitlines()[-1]
+    assert last.startswith("bitso-collect: cannot reach Bitso at no-such-host.invalid:80: ")
+    assert "name resolution failed" in last
+
+
+def test_through_a_proxy_it_is_the_proxy_that_must_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    port = free_port()
+    monkeypatch.setenv("HTTPS_PROXY", f"http://user:secret@127.0.0.1:{port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    problem = unreachable("https://no-such-host.invalid")
+    assert str(problem) == (
+        f"cannot reach Bitso at no-such-host.invalid:443 through the proxy 127.0.0.1:{port}: "
+        "connection refused"
+    )
+
+
+def test_a_reachable_bitso_passes_the_check_without_a_request(fake_bitso: FakeBitso) -> None:
+    assert unreachable(fake_bitso.url) is None
+    assert fake_bitso.requests == []  # a connection opened and closed: nothing of the budget
 
 
 def test_progress_is_printed_while_a_minute_runs(
@@ -107,7 +188,7 @@ def test_progress_is_printed_while_a_minute_runs(
     counts = [(int(m[1]), int(m[2])) for m in progress if m]
     assert len(counts) >= 2  # every 0.8 s of a call that takes 3 s and its reply grace
     assert counts == sorted(counts) and counts[-1][1] <= 3
-    assert lines[-1].split("Z: ", 1)[1].startswith("ok, 3 snapshots written")
+    assert lines[-1].split("Z: ", 1)[1].startswith("ok, 3 of 3 snapshots written")
 
 
 def test_make_serve_listens_on_this_machine_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from bitso_collector.config import ConfigError, Settings, load_settings, read_dotenv
+from bitso_collector.config import (
+    ConfigError,
+    Settings,
+    load_settings,
+    read_dotenv,
+)
 
 
 def settings(**env: str) -> Settings:
@@ -99,12 +105,14 @@ def test_dotenv_is_read_and_the_environment_wins(tmp_path: Path) -> None:
         "STRATEGY='sequential'\n"
         'BITSO_API_KEY="key with spaces"\n'
         "BITSO_API_SECRET=s3cret # a comment\n"
+        "GCS_BUCKET=          # unset: the local sink\n"
     )
     s = load_settings({"STRATEGY": "threaded"}, dotenv=dotenv)
     assert s.books == ("eth_mxn", "xrp_mxn")
     assert s.strategy == "threaded"
     assert s.api_key == "key with spaces"
     assert s.api_secret == "s3cret"
+    assert s.gcs_bucket is None
 
 
 def test_a_broken_dotenv_line_is_named(tmp_path: Path) -> None:
@@ -125,6 +133,75 @@ def test_the_example_dotenv_gives_the_defaults() -> None:
     example = Path(__file__).parents[1] / ".env.example"
     assert read_dotenv(example) == {}  # everything is commented out
     assert load_settings({}, dotenv=example) == Settings()
+
+
+def test_every_setting_in_the_example_dotenv_is_known(tmp_path: Path) -> None:
+    """`.env.example` with every setting uncommented draws no warning: the code knows them all."""
+    example = (Path(__file__).parents[1] / ".env.example").read_text()
+    uncommented = re.sub(r"^# ([A-Z][A-Z0-9_]*=)", r"\1", example, flags=re.MULTILINE)
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(uncommented)
+    assert len(read_dotenv(dotenv)) >= 15
+    assert load_settings({}, dotenv=dotenv).warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("env", "dotenv", "warning"),
+    [
+        (
+            {"BITSO_BOOK": "eth_mxn"},
+            "",
+            "BITSO_BOOK (in the environment) is not a setting, so it is ignored; "
+            "did you mean BITSO_BOOKS?",
+        ),
+        (
+            {},
+            "COMPRESION=gzip\n",
+            "COMPRESION (in .env) is not a setting, so it is ignored; did you mean COMPRESSION?",
+        ),
+        (
+            {},
+            "export BITSO_APIURL=http://127.0.0.1:9000\n",
+            "BITSO_APIURL (in .env) is not a setting, so it is ignored; "
+            "did you mean BITSO_API_URL?",
+        ),
+        (
+            {"REQUEST_PER_MINUTE": "30"},
+            "",
+            "REQUEST_PER_MINUTE (in the environment) is not a setting, so it is ignored; "
+            "did you mean REQUESTS_PER_MINUTE?",
+        ),
+    ],
+)
+def test_a_misspelled_variable_is_named_with_the_setting_it_meant(
+    tmp_path: Path, env: dict[str, str], dotenv: str, warning: str
+) -> None:
+    path = tmp_path / ".env"
+    path.write_text(dotenv)
+    loaded = load_settings(env, dotenv=path)
+    assert loaded.warnings == (warning,)
+    assert loaded == Settings()  # the misspelled value changed nothing
+
+
+def test_other_programs_variables_draw_no_warning(tmp_path: Path) -> None:
+    env = {
+        "PATH": "/usr/bin",
+        "HOME": "/home/me",
+        "COMPRESS": "yes",  # another tool's, and not close enough to COMPRESSION
+        "GOOGLE_CLOUD_PROJECT": "p",
+        "STORAGE_EMULATOR_HOST": "http://127.0.0.1:1",
+        "BITSO_BOOKS": "eth_mxn",
+    }
+    assert settings(**env).warnings == ()
+
+
+def test_anything_else_in_dotenv_is_named_as_ignored(tmp_path: Path) -> None:
+    path = tmp_path / ".env"
+    path.write_text("GOOGLE_CLOUD_PROJECT=p\nBITSO_BOOKS=eth_mxn\n")
+    (warning,) = load_settings({}, dotenv=path).warnings
+    assert warning.startswith("GOOGLE_CLOUD_PROJECT (in .env) is not a setting, so it is ignored")
+    assert "BITSO_BOOKS" in warning  # with the list of settings, as nothing is close
+    assert "BITSO_BOOKS (in" not in warning
 
 
 def test_a_misplaced_secret_value_is_not_repeated_in_the_error() -> None:

@@ -58,11 +58,16 @@ class Runtime:
     collector: Collector
 
 
-def build_runtime(settings: Settings, with_clock: Clock | None = None) -> Runtime:
+def build_runtime(
+    settings: Settings, with_clock: Clock | None = None, with_log: JsonLogger | None = None
+) -> Runtime:
+    the_log = with_log or log
+    for warning in settings.warnings:
+        the_log.warning(warning, event="unknown_setting")
     credentials = resolve_credentials(settings)
     strategy = make_strategy(settings.strategy, settings.api_url, credentials)
     the_clock = with_clock or clock
-    collector = Collector(settings, make_sink(settings, the_clock), strategy, the_clock, log)
+    collector = Collector(settings, make_sink(settings, the_clock), strategy, the_clock, the_log)
     return Runtime(settings, collector)
 
 

@@ -5,11 +5,12 @@ Every bad value fails with one `ConfigError` naming the variable and what is all
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -35,6 +36,11 @@ DEFAULT_WS_URL = "wss://ws.bitso.com"
 DEFAULT_ANCHOR_EVERY_MINUTES = 15
 #: A day: a chain anchored less often than that is one nobody could read back quickly.
 MAX_ANCHOR_EVERY_MINUTES = 1440
+#: How alike (difflib's ratio) a name must be to a setting's to be taken for a misspelling of it:
+#: loosely for `BITSO_*` names and names in `.env` (all meant for the collector), strictly for
+#: the rest of the process environment (full of other programs' variables).
+LIKELY_MEANT = 0.6
+CLOSE_ENOUGH_IN_ENVIRONMENT = 0.85
 _SECRET_VERSION = re.compile(r"^projects/[^/]+/secrets/[^/]+/versions/[^/]+$")
 
 
@@ -61,6 +67,9 @@ class Settings:
     streams: tuple[str, ...] = ()
     ws_url: str = DEFAULT_WS_URL
     anchor_every_minutes: int = DEFAULT_ANCHOR_EVERY_MINUTES
+    #: Variables that look meant for the collector but are not settings (`unknown_variables`),
+    #: for whoever runs it to log; they change nothing.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def __repr__(self) -> str:
         """Like the dataclass repr, with the credentials masked so they never reach a log."""
@@ -68,6 +77,7 @@ class Settings:
         fields = ", ".join(
             f"{name}={'***' if name in masked and value else value!r}"
             for name, value in self.__dict__.items()
+            if name != "warnings"
         )
         return mask_url_credentials(f"Settings({fields})")
 
@@ -238,19 +248,47 @@ def read_dotenv(path: Path) -> dict[str, str]:
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
             value = value[1:-1]
         else:
-            value = value.split(" #", 1)[0].strip()
+            # A comment starts at a '#' that begins the value or follows a space.
+            value = re.split(r"(?:^|\s)#", value, maxsplit=1)[0].strip()
         values[key.strip()] = value
     return values
+
+
+def unknown_variables(
+    known: Collection[str], environment: Collection[str], dotenv: Collection[str] = ()
+) -> tuple[str, ...]:
+    """A warning for each variable that looks meant for the collector but is not one of the
+    `known` settings, naming the setting it most likely meant: every name in `.env` (which holds
+    settings only), every `BITSO_*` name, and any other name close to a setting's."""
+    warnings = []
+    found = dict.fromkeys(environment, "the environment") | dict.fromkeys(dotenv, ".env")
+    for name, where in sorted(found.items()):
+        if name in known:
+            continue
+        loose = where == ".env" or name.startswith("BITSO_")
+        cutoff = LIKELY_MEANT if loose else CLOSE_ENOUGH_IN_ENVIRONMENT
+        meant = difflib.get_close_matches(name, sorted(known), n=1, cutoff=cutoff)
+        if meant:
+            hint = f"; did you mean {meant[0]}?"
+        elif loose:
+            hint = f"; the settings are {', '.join(sorted(known))}"
+        else:
+            continue
+        warnings.append(f"{name} (in {where}) is not a setting, so it is ignored{hint}")
+    return tuple(warnings)
 
 
 def load_settings(
     environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")
 ) -> Settings:
     """Settings from `environ` (default: the process environment) over the `.env` file."""
-    env: dict[str, str] = read_dotenv(dotenv) if dotenv is not None else {}
-    env.update(os.environ if environ is None else environ)
+    from_file = read_dotenv(dotenv) if dotenv is not None else {}
+    environment = os.environ if environ is None else environ
+    env = {**from_file, **environment}
+    read: set[str] = set()  # every setting's name, as it is read
 
     def get(name: str, default: str = "") -> str:
+        read.add(name)
         return env.get(name, default)
 
     settings = Settings(
@@ -281,4 +319,5 @@ def load_settings(
         raise ConfigError(
             "BITSO_API_KEY_SECRET and BITSO_API_SECRET_SECRET must be set together, or neither"
         )
-    return settings
+    warnings = unknown_variables(read, environment.keys(), from_file.keys())
+    return replace(settings, warnings=warnings) if warnings else settings

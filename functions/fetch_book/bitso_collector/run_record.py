@@ -24,7 +24,7 @@ from .backoff import PaceMode, PaceState
 from .errors import StorageError
 from .outcomes import CallStatus
 from .sinks.base import Sink
-from .summary import CallSummary
+from .summary import CallSummary, slot_uses_phrase
 
 
 class StreamsPart(Protocol):
@@ -205,7 +205,8 @@ def log_summary(record: RunRecord, log: JsonLogger) -> None:
     severity = {CallStatus.OK: "INFO", CallStatus.DEGRADED: "WARNING"}.get(status, "ERROR")
     log.log(
         severity,
-        f"run finished: {status}, {summary.written} of {facts.slots_planned} snapshots written",
+        f"run finished: {status}, {summary.written} of {facts.slots_planned} snapshots written"
+        + slot_uses_phrase(summary),
         event="run_summary",
         status=str(status),
         planned=facts.slots_planned,
@@ -221,4 +222,15 @@ def log_summary(record: RunRecord, log: JsonLogger) -> None:
         lateness_ms=asdict(summary.lateness_ms),
         duration_ms=round((record.finished_at - record.started_at) * 1000, 1),
         **stream_counts,
+    )
+
+
+def claimed_reason(minute_start: float, now: float, period_s: float = 60.0) -> str:
+    """Why a call whose minute was claimed did nothing, and when it is worth calling again."""
+    minute = iso_minute(seconds_to_ms(minute_start))
+    following = minute_start + period_s
+    return (
+        f"the minute {minute} was already collected (claimed by another call), so nothing was "
+        f"requested; the next minute starts at {iso_millis(seconds_to_ms(following))}, "
+        f"in {max(0.0, following - now):.0f} s"
     )

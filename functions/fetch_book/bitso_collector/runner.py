@@ -32,6 +32,7 @@ from .run_record import (
     CallFacts,
     RunRecord,
     StreamsPart,
+    claimed_reason,
     log_not_run,
     log_summary,
     store_record,
@@ -194,15 +195,17 @@ class Collector:
             return record
         if claimed:
             return None
+        reason = claimed_reason(plan.minute_start, arrived, self.period_ms / 1000)
         record = RunRecord(
             call.run_id,
             arrived,
             arrived,
             CallStatus.CLAIMED,
             call.facts,
+            error=reason,
             back_off=self._back_off(call),
         )
-        log_not_run(record, "minute already claimed by another call; nothing requested", call.log)
+        log_not_run(record, reason, call.log)
         return record
 
     def _fetch_and_record(self, call: _Call, options: CallOptions) -> RunRecord:
