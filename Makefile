@@ -40,7 +40,7 @@ lint: $(STAMP) tf-lint ## ruff check, ruff format --check, mypy, terraform fmt -
 	$(BIN)/mypy $(FUNCTION_DIR)/bitso_collector $(FUNCTION_DIR)/main.py bitso_format.py bitso_logs.py
 	$(BIN)/mypy bitso_archive functions/compact_hour/main.py
 
-test: lint ## Lint, then every test (and the function's tests again on Python 3.12)
+test: lint docs ## Lint, build the docs, then every test (and the function's tests again on Python 3.12)
 	$(BIN)/pytest
 	@$(MAKE) --no-print-directory test-py312-if-found
 
