@@ -40,6 +40,7 @@ FETCH_BOOK_ENV = (
     "COMPRESSION",
     "STREAMS",
     "BITSO_WS_URL",
+    "ANCHOR_EVERY_MINUTES",
     "GOOGLE_CLOUD_PROJECT",
     "BITSO_API_KEY_SECRET",
     "BITSO_API_SECRET_SECRET",
@@ -59,6 +60,7 @@ FETCH_BOOK_ENV_SOURCE = {
     "COMPRESSION": "var.compression",
     "STREAMS": "var.streams",
     "BITSO_WS_URL": "var.bitso_ws_url",
+    "ANCHOR_EVERY_MINUTES": "var.anchor_every_minutes",
     "GOOGLE_CLOUD_PROJECT": "var.project_id",
 }
 
@@ -605,9 +607,11 @@ def test_all_fetch_book_traffic_goes_through_the_vpc(
     assert expr(content["network"]) == "google_compute_network.egress[0].name"
     assert expr(content["subnetwork"]) == "direct_vpc_network_interface.value.name"
 
-    # One instance stays warm only when a new one may wait for its VPC network.
+    # One instance stays warm when a new one may wait for its VPC network; else only with
+    # streams (the instance keeps the stream's connection across calls).
     warm = gated(expr(service["min_instance_count"]), static_egress_ip)
-    assert warm == ("1" if static_egress_ip else "0")
+    assert warm == ("1" if static_egress_ip else "local.stream_warm_instances")
+    assert expr(tf["locals"]["stream_warm_instances"]) == "length(var.streams) > 0 ? 1 : 0"
     # The first call waits for the NAT, so nothing leaves from another address.
     assert "${google_compute_router_nat.egress}" in body["depends_on"]
 

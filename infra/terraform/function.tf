@@ -63,7 +63,7 @@ resource "google_cloudfunctions2_function" "fetch_book" {
     # instance is busy about 59 s of every minute anyway, so a minimum of one
     # bills only the idle second or so between calls (the README's cost
     # table). Without it, scale to zero costs nothing while paused.
-    min_instance_count               = var.static_egress_ip ? 1 : 0
+    min_instance_count               = var.static_egress_ip ? 1 : local.stream_warm_instances
     max_instance_count               = 1
     max_instance_request_concurrency = 1
 
