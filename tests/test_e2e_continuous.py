@@ -38,11 +38,14 @@ REGISTRY = Registry().with_resource(RUN_RECORD["$id"], Resource.from_contents(RU
 
 
 def stored_lines(data_dir: Path, channel: str, book: str) -> list[dict[str, Any]]:
-    """Every line of every object of (channel, book), objects in name order."""
+    """Every line of every object of (channel, book), objects in the order of their cuts."""
     lines = []
-    for path in sorted((data_dir / channel).rglob(f"{book}_*.ndjson.gz")):
+    objects = []
+    for path in (data_dir / channel).rglob(f"{book}_*.ndjson.gz"):
         parsed = parse_stream_name(str(path.relative_to(data_dir)))
         assert parsed is not None and parsed.book == book
+        objects.append((parsed.cut_ms, parsed.hour_ms, path, parsed))
+    for _cut, _hour, path, parsed in sorted(objects):
         for raw in gzip.decompress(path.read_bytes()).splitlines():
             line = json.loads(raw)
             received = parse_iso_millis(line["received_at"])
@@ -182,3 +185,47 @@ def _tids(line: dict[str, Any]) -> list[int]:
 
 def _in_window(starts: list[float], at: float) -> int:
     return sum(1 for s in starts if at - 60 < s <= at)
+
+
+def test_sigterm_after_a_short_call_stores_what_came_after_its_cut(
+    start_function: StartFunction,
+) -> None:
+    exchange = Exchange(BOOKS, seed=6, start_ms=int(time.time() * 1000))
+    with FakeBitso(exchange=exchange) as rest, FakeBitsoWs(exchange, rate=20) as socket:
+        server = start_function(
+            {
+                "BITSO_BOOKS": ",".join(BOOKS),
+                "BITSO_API_URL": rest.url,
+                "BITSO_WS_URL": socket.url,
+                "STREAMS": ",".join(CHANNELS),
+            }
+        )
+        assert server.clock is not None and server.process is not None
+        shift = server.clock.now() - time.time()
+        socket.clock = lambda: time.time() + shift
+        minute = server.new_minute(-0.2)
+        reply = server.call({"duration_seconds": 3}, minute_start=minute)
+        assert reply.status_code == 200, reply.text
+        record = reply.json()
+        time.sleep(2.0)  # messages after the call's cut, held by the instance
+        socket.set_rate(0)
+        time.sleep(0.3)
+        sent_before_stop = socket.sent_to()
+        os.killpg(server.process.pid, signal.SIGTERM)
+        server.process.wait(timeout=15)
+    [shutdown] = list((server.data_dir / "_runs").rglob("*.shutdown.json"))
+    body = json.loads(shutdown.read_text())
+    jsonschema.validate(body, SHUTDOWN, registry=REGISTRY)
+    assert body["instance"] == record["streams"]["instance"]
+    for book in BOOKS:
+        flushed = body["streams"]["books"][book]["diff-orders"]
+        assert (
+            flushed["covers"]["from"]
+            == record["streams"]["books"][book]["diff-orders"]["covers"]["to"]
+        )  # the flush runs on from the call's cut
+        assert flushed["messages"] > 0 and flushed["continuous"]
+        assert all(name.endswith(f"-{body['instance']}.ndjson.gz") for name in flushed["objects"])
+        diffs = [line["message"] for line in stored_lines(server.data_dir, "diff-orders", book)]
+        sent = [m for m in sent_before_stop if m["book"] == book and m["type"] == "diff-orders"]
+        first = next(i for i, m in enumerate(sent) if m["sequence"] == diffs[0]["sequence"])
+        assert diffs == sent[first:]  # all of it, once, in order: the call's cut, then the flush

@@ -52,8 +52,8 @@ class PendingCut:
         self._writer = StreamWriter(session.sink, session.clock, session.log)
         self._objects = objects
 
-    def start(self, finish_by: float) -> None:
-        self._writer.start(self._objects, finish_by)
+    def start(self, finish_by: float, parallel: bool = True) -> None:
+        self._writer.start(self._objects, finish_by, parallel)
 
     def summary(self) -> StreamsSummary:
         return self._session.summarise(self._cut, self._writer.finish())
@@ -126,7 +126,8 @@ class StreamSession:
             at = self.clock.now()
             cut = self.state.cut(at)
             pending = PendingCut(self, cut, self._named(cut, seconds_to_ms(at), self.instance))
-        pending.start(finish_by)
+        # At the interpreter's exit (atexit, after SIGTERM) no thread pool may start: store here.
+        pending.start(finish_by, parallel=False)
         summary = pending.summary()
         record = {
             "schema_version": SHUTDOWN_SCHEMA_VERSION,

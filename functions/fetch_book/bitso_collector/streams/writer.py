@@ -44,9 +44,14 @@ class StreamWriter:
         self._writes: dict[Future[bool], NamedObject] = {}
         self._finish_by: float | None = None
 
-    def start(self, objects: list[NamedObject], finish_by: float) -> None:
-        """Begin storing every object given."""
+    def start(self, objects: list[NamedObject], finish_by: float, parallel: bool = True) -> None:
+        """Begin storing every object given; `parallel=False` stores them here, one after the
+        other (at the interpreter's exit, when no new thread pool may start)."""
         self._finish_by = finish_by
+        if not parallel:
+            for named in objects:
+                self._writes[self._store_here(named)] = named
+            return
         self._pool = ThreadPoolExecutor(
             max(1, min(MAX_PARALLEL, len(objects))), thread_name_prefix="stream-write"
         )
@@ -75,6 +80,14 @@ class StreamWriter:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         return results
+
+    def _store_here(self, named: NamedObject) -> Future[bool]:
+        done: Future[bool] = Future()
+        try:
+            done.set_result(self._write(named.name, named.stream))
+        except Exception as error:
+            done.set_exception(error)
+        return done
 
     def _write(self, name: str, stream: StreamObject) -> bool:
         return self._sink.create(
