@@ -10,10 +10,10 @@ everything is subscribed again.
 
 **Freezes.** Between requests Cloud Run may stop giving the instance CPU; the kernel keeps
 receiving, and when the process runs again the messages come in a burst with late receipt
-times. The loop wakes at least every `TICK_S`; a wake more than `FREEZE_MIN_S` after the last
-one means the process did not run meanwhile: the span from the last wake until the burst is
-drained (the first wait that finds nothing buffered) is reported as frozen, and the silence it
-caused is not taken for the server's.
+times. The loop wakes at least every `TICK_S`; a wake more than `FREEZE_MIN_S` of monotonic time
+after the last one means the process did not run meanwhile: the span from the last wake until
+the burst is drained (the first wait that finds nothing buffered) is reported as frozen, and the
+silence it caused is not taken for the server's.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import math
 import threading
+import time
 from dataclasses import dataclass
 
 import aiohttp
@@ -182,15 +183,18 @@ class StreamSocket:
             options.books, options.channels, options.ack_timeout_s, self._unanswered
         )
         last_heard = last_wake = clock.now()
+        # The process's own time (monotonic, never sped up or shifted) tells a freeze; the
+        # span is reported on the collector's clock.
+        woke = time.monotonic()
         frozen_since: float | None = None
         await self._subscribe(ws, subscriptions, last_heard)
         while True:
             now = clock.now()
-            if now - last_wake >= FREEZE_MIN_S:
+            if time.monotonic() - woke >= FREEZE_MIN_S:
                 if frozen_since is None:
                     frozen_since = last_wake
                 last_heard += now - last_wake  # the silence was this process's, not Bitso's
-            last_wake = now
+            last_wake, woke = now, time.monotonic()
             for book, channel in subscriptions.expire(now):
                 self._unanswered.add((book, channel))
                 state.unanswered(book, channel)
