@@ -54,9 +54,8 @@ def stored_lines(data_dir: Path, channel: str, book: str) -> list[dict[str, Any]
     return lines
 
 
-def run_minutes(server: FunctionServer, pgid: int) -> list[dict[str, Any]]:
-    """Three consecutive minutes, the server frozen between calls; their run records."""
-    first = server.new_minute(-0.3)
+def run_minutes(server: FunctionServer, pgid: int, first: float) -> list[dict[str, Any]]:
+    """Three consecutive minutes from `first`, the server frozen between calls; their records."""
     records = []
     for index in range(MINUTES):
         minute = first + 60 * index
@@ -84,10 +83,11 @@ def collect(
         }
         server = start_function(settings)
         assert server.clock is not None and server.process is not None
+        first = server.new_minute(-0.3)
         shift = server.clock.now() - time.time()
-        socket.clock = lambda: time.time() + shift
+        socket.clock = lambda: time.time() + shift  # the fake on the server's timeline
         pgid = server.process.pid
-        records = run_minutes(server, pgid)
+        records = run_minutes(server, pgid, first)
         time.sleep(3.0)
         socket.set_rate(0)  # what was sent reaches the socket before the signal
         time.sleep(0.5)
@@ -175,7 +175,11 @@ def test_sigkill_loses_at_most_what_came_after_the_last_cut(
         assert all(parse_iso_millis(line["received_at"]) <= last_cut for line in stored)
         last = records[-1]["streams"]["books"][book]["diff-orders"]["last_sequence"]
         assert sequences[-1] == last  # everything up to the last cut is there, unchanged
-        sent = [m["sequence"] for m in socket.sent_to() if m["book"] == book]
+        sent = [
+            m["sequence"]
+            for m in socket.sent_to()
+            if m["book"] == book and m["type"] == "diff-orders"
+        ]
         assert set(sequences) <= set(sent)
 
 
@@ -201,9 +205,9 @@ def test_sigterm_after_a_short_call_stores_what_came_after_its_cut(
             }
         )
         assert server.clock is not None and server.process is not None
+        minute = server.new_minute(-0.2)
         shift = server.clock.now() - time.time()
         socket.clock = lambda: time.time() + shift
-        minute = server.new_minute(-0.2)
         reply = server.call({"duration_seconds": 3}, minute_start=minute)
         assert reply.status_code == 200, reply.text
         record = reply.json()
