@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import pty
 import re
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -93,6 +98,68 @@ def test_a_minute_that_stores_nothing_exits_1_and_says_why(
     failures = [json.loads(line) for line in captured.out.splitlines() if "slot failed" in line]
     assert len(failures) == 2  # piped (not a terminal): every line JSON, none collapsed
     assert all(line["reason"] == "http_5xx" for line in failures)
+
+
+@contextmanager
+def terminal_stdout(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """sys.stdout on a pseudo-terminal, as when a person runs the command; yields the lines the
+    terminal showed, complete once the block ends."""
+    controller, follower = pty.openpty()
+    shown = bytearray()
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the terminal was closed
+                return
+            if not chunk:
+                return
+            shown.extend(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    lines: list[str] = []
+    with os.fdopen(follower, "w") as terminal:
+        monkeypatch.setattr(sys, "stdout", terminal)
+        yield lines
+        monkeypatch.undo()
+    reader.join(timeout=10)
+    os.close(controller)
+    lines += shown.decode().splitlines()
+
+
+def test_on_a_terminal_logs_are_readable_lines_with_repeats_collapsed(
+    fake_bitso: FakeBitso,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(f"BITSO_API_URL={fake_bitso.url}\nBITSO_BOOK=eth_mxn\n")
+    fake_bitso.configure(default="5xx")
+    start = (math.ceil(time.time() / 60) + 5) * 60.0
+    clock = ShiftedClock(start - 0.5 - time.time())
+
+    with terminal_stdout(monkeypatch) as shown:
+        assert main(["--duration", "4"], clock) == 1
+
+    assert shown[0] == (
+        "warning: BITSO_BOOK (in .env) is not a setting, so it is ignored; "
+        "did you mean BITSO_BOOKS?"
+    )
+    assert re.fullmatch(
+        r"warning: slot failed  book=btc_mxn slot=\S+:00\.000Z reason=http_5xx detail=HTTP 503",
+        shown[1],
+    )
+    assert shown[2:] == [
+        "  ... (x3 more)",
+        "warning: run finished: degraded, 0 of 4 snapshots written",
+    ]
+    assert not any(line.startswith("{") for line in shown)
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert "degraded, 0 of 4 snapshots written to data" in last
+    assert last.endswith("; failed: http_5xx 4; nothing was stored")
 
 
 class NeverWaits(SystemClock):
