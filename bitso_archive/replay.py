@@ -8,7 +8,6 @@ guessed: :func:`book_at` raises :class:`~bitso_archive.orderbook.UnknownInstantE
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from bitso_archive.orderbook import (
     UnknownInstantError,
     UnknownSpan,
 )
+from bitso_archive.output import TableOut, csv_rows, is_parquet
 from bitso_archive.sources import SourceLike, open_source
 from bitso_archive.streams import BookRecordings
 from bitso_format import MINUTE_MS, floor_minute, iso_millis
@@ -113,8 +113,9 @@ def _rows(view: BookView) -> Iterator[Row]:
             yield view.book, view.at_ms, view.sequence, side, number, price, amount, level.orders
 
 
-def write_replay(instants: Iterable[Instant], path: Path) -> ReplaySummary:
-    """Write every known instant's levels to ``path`` (``.csv`` or ``.parquet``)."""
+def write_replay(instants: Iterable[Instant], out: TableOut) -> ReplaySummary:
+    """Write every known instant's levels to ``out`` (a ``.csv`` or ``.parquet`` file, or CSV
+    on a text stream)."""
     summary = ReplaySummary()
 
     def rows() -> Iterator[Row]:
@@ -129,11 +130,10 @@ def write_replay(instants: Iterable[Instant], path: Path) -> ReplaySummary:
                 summary.rows += 1
                 yield row
 
-    if path.suffix.lower() == ".parquet":
-        _write_parquet(rows(), path)
+    if is_parquet(out):
+        _write_parquet(rows(), out)
     else:
-        with path.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
+        with csv_rows(out) as writer:
             writer.writerow(REPLAY_COLUMNS)
             writer.writerows((r[0], iso_millis(r[1]), *r[2:]) for r in rows())
     return summary

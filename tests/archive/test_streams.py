@@ -360,6 +360,41 @@ def test_trades_command_csv_and_parquet(
     assert table.column("price").to_pylist() == [Decimal(r["price"]) for r in rows]
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["replay", "--book", BOOK, "--every", "1s", "--depth", "3"], ["trades"]],
+)
+def test_out_dash_writes_the_same_csv_to_stdout(
+    archive_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    name, *options = command
+    out_file = tmp_path / "table.csv"
+    code, _, err = run(capsys, name, str(archive_dir), *RANGE, *options, "--out", str(out_file))
+    assert code == 0, err
+    code, out, err = run(capsys, name, str(archive_dir), *RANGE, *options, "--out", "-")
+    assert code == 0, err
+    assert out.splitlines() == out_file.read_text().splitlines()
+    assert len(out.splitlines()) > 10
+    assert " to stdout" in err  # the info lines stay on stderr
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(archive_dir: Path) -> None:
+    """`bitso-archive replay ... --out - | head`: no traceback when head has read enough."""
+    command = [sys.executable, "-m", "bitso_archive", "replay", str(archive_dir), "--book", BOOK]
+    command += [*RANGE, "--every", "100ms", "--depth", "50", "--out", "-"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=archive_dir
+    )
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.readline()
+    process.stdout.close()  # as head does after its lines
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 1
+    assert first.startswith(b"book,at,sequence,side,level,price,amount,orders")
+    assert "Traceback" not in err and "Exception ignored" not in err
+    assert "BrokenPipe" not in err
+
+
 def gap_minutes(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {m["minute"]: m for m in doc["streams"][BOOK]["minutes"]}
 
