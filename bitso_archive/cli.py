@@ -247,13 +247,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="the book at a fixed interval, one row per level, to CSV or Parquet",
         description="The book every --every from --start (end excluded), one row per level "
         "(book, at, sequence, side, level, price, amount, orders). Instants the archive "
-        "cannot know get no rows; they are counted, with the spans that explain them.",
+        "cannot know get no rows; they are counted, with the spans that explain them. "
+        "With --every of a minute or more, each interval's row is its first instant the "
+        "archive can know (its start when known; a minute's start never is, as it comes "
+        "before the minute's first anchor).",
     )
     p_replay.add_argument(
         "--every",
         type=_interval,
         default=1000,
-        help="the interval, e.g. 250ms, 1s, 1m (default 1s)",
+        help="the interval, e.g. 250ms, 1s, 1m (default 1s); from 1m up, each row is the "
+        "first known instant of its interval",
     )
     p_replay.add_argument("--out", type=_out_path, required=True, help=OUT_HELP)
 
