@@ -20,6 +20,7 @@ import pytest
 from bitso_collector.cli import main
 from bitso_collector.clock import ShiftedClock, SystemClock
 from bitso_collector.reachability import unreachable
+from bitso_format import iso_millis, iso_minute, seconds_to_ms
 from bitso_testkit.fake_bitso import FakeBitso
 from bitso_testkit.processes import REPO, base_env, free_port
 
@@ -235,6 +236,34 @@ def test_through_a_proxy_it_is_the_proxy_that_must_answer(monkeypatch: pytest.Mo
 def test_a_reachable_bitso_passes_the_check_without_a_request(fake_bitso: FakeBitso) -> None:
     assert unreachable(fake_bitso.url) is None
     assert fake_bitso.requests == []  # a connection opened and closed: nothing of the budget
+
+
+def test_a_minute_collected_already_says_so_and_when_the_next_starts(
+    fake_bitso: FakeBitso,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BITSO_API_URL", fake_bitso.url)
+    start = (math.ceil(time.time() / 60) + 5) * 60.0
+    clock = ShiftedClock(start - 0.5 - time.time())
+    assert main(["--duration", "1"], clock) == 0
+    sent = len(fake_bitso.requests)
+
+    assert main(["--now", "--duration", "1"], clock) == 1  # the same minute again
+
+    last = capsys.readouterr().err.splitlines()[-1]
+    minute = iso_minute(seconds_to_ms(start))
+    found = re.fullmatch(
+        rf"{minute}: claimed; the minute {minute} was already collected "
+        r"\(claimed by another call\), so nothing was requested; the next minute "
+        rf"starts at {iso_millis(seconds_to_ms(start + 60))}, in (\d+) s",
+        last,
+    )
+    assert found, last
+    assert 50 <= int(found[1]) <= 60
+    assert len(fake_bitso.requests) == sent
 
 
 def test_progress_is_printed_while_a_minute_runs(
