@@ -7,6 +7,7 @@ import math
 import os
 import pty
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -231,6 +232,20 @@ def test_through_a_proxy_it_is_the_proxy_that_must_answer(monkeypatch: pytest.Mo
         f"cannot reach Bitso at no-such-host.invalid:443 through the proxy 127.0.0.1:{port}: "
         "connection refused"
     )
+
+
+def test_a_bitso_that_never_answers_is_given_up_on() -> None:
+    """A listener whose queue is full leaves new connections unanswered (as a blackhole does)."""
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        url = f"http://127.0.0.1:{full.getsockname()[1]}"
+        with socket.create_connection(full.getsockname(), timeout=5):  # fills the queue
+            hung = unreachable(url, connect_timeout=0.3)
+            given_up = unreachable(url, connect_timeout=30, give_up_after=0.3)
+    assert hung is not None and hung.cause == "no connection within 0.3 s"
+    assert given_up is not None
+    assert given_up.cause == "no answer within 0.3 s (name resolution or connection)"
 
 
 def test_a_reachable_bitso_passes_the_check_without_a_request(fake_bitso: FakeBitso) -> None:
