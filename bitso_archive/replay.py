@@ -8,7 +8,6 @@ guessed: :func:`book_at` raises :class:`~bitso_archive.orderbook.UnknownInstantE
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from bitso_archive.orderbook import (
     UnknownInstantError,
     UnknownSpan,
 )
+from bitso_archive.output import TableOut, csv_rows, is_parquet
 from bitso_archive.sources import SourceLike, open_source
 from bitso_archive.streams import BookRecordings
 from bitso_format import MINUTE_MS, floor_minute, iso_millis
@@ -56,6 +56,12 @@ class Instant:
     unknown: UnknownSpan | None
 
 
+#: From this interval up, each row of a replay is the first instant of its interval that can be
+#: known rather than the interval's start: a minute's start comes before the minute's first
+#: anchor, so whole minutes alone would never be known.
+FIRST_KNOWN_FROM_MS = MINUTE_MS
+
+
 def replay(
     source: SourceLike,
     book: str,
@@ -64,22 +70,48 @@ def replay(
     every_ms: int,
     depth: int | None = AGGREGATED_DEPTH,
 ) -> Iterator[Instant]:
-    """The book at ``start``, ``start + every``, ... before ``end``, one minute read at a time."""
+    """The book at ``start``, ``start + every``, ... before ``end``, one minute read at a time;
+    from ``FIRST_KNOWN_FROM_MS`` up, at the first known instant of each interval instead."""
     if every_ms <= 0:
         raise ValueError(f"the interval must be positive, not {every_ms} ms")
-    recordings = BookRecordings(open_source(source), _book(book))
+    minutes = _Minutes(BookRecordings(open_source(source), _book(book)), depth)
     start_ms, end_ms = check_range(start, end)
-    at_ms = start_ms
-    while at_ms < end_ms:
+    for at_ms in range(start_ms, end_ms, every_ms):
+        if every_ms < FIRST_KNOWN_FROM_MS:
+            yield minutes.instant(at_ms)
+        else:
+            yield minutes.first_known(at_ms, min(at_ms + every_ms, end_ms))
+
+
+class _Minutes:
+    """The book at instants asked in increasing order, reading the minute that holds each."""
+
+    def __init__(self, recordings: BookRecordings, depth: int | None) -> None:
+        self._recordings = recordings
+        self._depth = depth
+        self._minute_ms: int | None = None
+        self._books: MinuteBooks | None = None
+
+    def instant(self, at_ms: int) -> Instant:
         minute_ms = floor_minute(at_ms)
-        recorded = recordings.minute(minute_ms)
-        books = MinuteBooks(recorded.minute, recorded.spans)
-        while at_ms < min(end_ms, minute_ms + MINUTE_MS):
-            try:
-                yield Instant(at_ms, books.at(at_ms, depth), None)
-            except UnknownInstantError as exc:
-                yield Instant(at_ms, None, exc.span)
-            at_ms += every_ms
+        if self._books is None or minute_ms != self._minute_ms:
+            recorded = self._recordings.minute(minute_ms)
+            self._minute_ms, self._books = minute_ms, MinuteBooks(recorded.minute, recorded.spans)
+        try:
+            return Instant(at_ms, self._books.at(at_ms, self._depth), None)
+        except UnknownInstantError as exc:
+            return Instant(at_ms, None, exc.span)
+
+    def first_known(self, start_ms: int, end_ms: int) -> Instant:
+        """The book at the first instant of ``[start_ms, end_ms)`` that can be known; when none
+        can, the unknown ``start_ms`` with the span that explains it."""
+        first = instant = self.instant(start_ms)
+        while instant.unknown is not None:
+            at_ms = max(instant.unknown.end_ms, instant.at_ms + 1)  # past the unknown span
+            if at_ms >= end_ms:
+                return first
+            instant = self.instant(at_ms)
+        return instant
 
 
 @dataclass
@@ -113,8 +145,9 @@ def _rows(view: BookView) -> Iterator[Row]:
             yield view.book, view.at_ms, view.sequence, side, number, price, amount, level.orders
 
 
-def write_replay(instants: Iterable[Instant], path: Path) -> ReplaySummary:
-    """Write every known instant's levels to ``path`` (``.csv`` or ``.parquet``)."""
+def write_replay(instants: Iterable[Instant], out: TableOut) -> ReplaySummary:
+    """Write every known instant's levels to ``out`` (a ``.csv`` or ``.parquet`` file, or CSV
+    on a text stream)."""
     summary = ReplaySummary()
 
     def rows() -> Iterator[Row]:
@@ -129,11 +162,10 @@ def write_replay(instants: Iterable[Instant], path: Path) -> ReplaySummary:
                 summary.rows += 1
                 yield row
 
-    if path.suffix.lower() == ".parquet":
-        _write_parquet(rows(), path)
+    if is_parquet(out):
+        _write_parquet(rows(), out)
     else:
-        with path.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
+        with csv_rows(out) as writer:
             writer.writerow(REPLAY_COLUMNS)
             writer.writerows((r[0], iso_millis(r[1]), *r[2:]) for r in rows())
     return summary

@@ -15,13 +15,12 @@ Streamed trades (Bitso's Trades channel) give ``i, a, r, v, mo, to, t, x``; back
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from bitso_archive.layout import TimeLike, check_books, check_range, hours_in_range
+from bitso_archive.output import TableOut, csv_rows, is_parquet
 from bitso_archive.snapshots import Corrupt, CorruptError, read_objects, warn_corrupt
 from bitso_archive.sources import Source, SourceLike, open_source
 from bitso_archive.streams import decimal_text, stream_lines
@@ -347,21 +346,21 @@ def write_trades(
     source: SourceLike,
     start: TimeLike,
     end: TimeLike,
-    path: Path,
+    out: TableOut,
     books: Iterable[str] | None = None,
 ) -> TradesResult:
-    """Write the trades made in ``[start, end)`` to ``path`` (``.csv`` or ``.parquet``)."""
+    """Write the trades made in ``[start, end)`` to ``out`` (a ``.csv`` or ``.parquet`` file,
+    or CSV on a text stream)."""
     result = TradesResult()
     chunks = iter_trades(source, start, end, books, result)
-    if path.suffix.lower() == ".parquet":
+    if is_parquet(out):
         import pyarrow.parquet as pq  # noqa: PLC0415
 
-        with pq.ParquetWriter(path, trades_schema(True), compression="zstd") as writer:
+        with pq.ParquetWriter(out, trades_schema(True), compression="zstd") as writer:
             for chunk in chunks:
                 writer.write_table(trades_table(chunk))
         return result
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer_csv = csv.writer(handle)
+    with csv_rows(out) as writer_csv:
         writer_csv.writerow(TRADE_COLUMNS)
         for chunk in chunks:
             writer_csv.writerows(trade.row() for trade in chunk)

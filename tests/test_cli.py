@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import pty
 import re
+import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,6 +21,7 @@ import pytest
 from bitso_collector.cli import main
 from bitso_collector.clock import ShiftedClock, SystemClock
 from bitso_collector.reachability import unreachable
+from bitso_format import iso_millis, iso_minute, seconds_to_ms
 from bitso_testkit.fake_bitso import FakeBitso
 from bitso_testkit.processes import REPO, base_env, free_port
 
@@ -95,6 +102,68 @@ def test_a_minute_that_stores_nothing_exits_1_and_says_why(
     assert all(line["reason"] == "http_5xx" for line in failures)
 
 
+@contextmanager
+def terminal_stdout(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """sys.stdout on a pseudo-terminal, as when a person runs the command; yields the lines the
+    terminal showed, complete once the block ends."""
+    controller, follower = pty.openpty()
+    shown = bytearray()
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the terminal was closed
+                return
+            if not chunk:
+                return
+            shown.extend(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    lines: list[str] = []
+    with os.fdopen(follower, "w") as terminal:
+        monkeypatch.setattr(sys, "stdout", terminal)
+        yield lines
+        monkeypatch.undo()
+    reader.join(timeout=10)
+    os.close(controller)
+    lines += shown.decode().splitlines()
+
+
+def test_on_a_terminal_logs_are_readable_lines_with_repeats_collapsed(
+    fake_bitso: FakeBitso,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(f"BITSO_API_URL={fake_bitso.url}\nBITSO_BOOK=eth_mxn\n")
+    fake_bitso.configure(default="5xx")
+    start = (math.ceil(time.time() / 60) + 5) * 60.0
+    clock = ShiftedClock(start - 0.5 - time.time())
+
+    with terminal_stdout(monkeypatch) as shown:
+        assert main(["--duration", "4"], clock) == 1
+
+    assert shown[0] == (
+        "warning: BITSO_BOOK (in .env) is not a setting, so it is ignored; "
+        "did you mean BITSO_BOOKS?"
+    )
+    assert re.fullmatch(
+        r"warning: slot failed  book=btc_mxn slot=\S+:00\.000Z reason=http_5xx detail=HTTP 503",
+        shown[1],
+    )
+    assert shown[2:] == [
+        "  ... (x3 more)",
+        "warning: run finished: degraded, 0 of 4 snapshots written",
+    ]
+    assert not any(line.startswith("{") for line in shown)
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert "degraded, 0 of 4 snapshots written to data" in last
+    assert last.endswith("; failed: http_5xx 4; nothing was stored")
+
+
 class NeverWaits(SystemClock):
     """A clock that fails the test if the command waits for its minute."""
 
@@ -165,9 +234,51 @@ def test_through_a_proxy_it_is_the_proxy_that_must_answer(monkeypatch: pytest.Mo
     )
 
 
+def test_a_bitso_that_never_answers_is_given_up_on() -> None:
+    """A listener whose queue is full leaves new connections unanswered (as a blackhole does)."""
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        url = f"http://127.0.0.1:{full.getsockname()[1]}"
+        with socket.create_connection(full.getsockname(), timeout=5):  # fills the queue
+            hung = unreachable(url, connect_timeout=0.3)
+            given_up = unreachable(url, connect_timeout=30, give_up_after=0.3)
+    assert hung is not None and hung.cause == "no connection within 0.3 s"
+    assert given_up is not None
+    assert given_up.cause == "no answer within 0.3 s (name resolution or connection)"
+
+
 def test_a_reachable_bitso_passes_the_check_without_a_request(fake_bitso: FakeBitso) -> None:
     assert unreachable(fake_bitso.url) is None
     assert fake_bitso.requests == []  # a connection opened and closed: nothing of the budget
+
+
+def test_a_minute_collected_already_says_so_and_when_the_next_starts(
+    fake_bitso: FakeBitso,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BITSO_API_URL", fake_bitso.url)
+    start = (math.ceil(time.time() / 60) + 5) * 60.0
+    clock = ShiftedClock(start - 0.5 - time.time())
+    assert main(["--duration", "1"], clock) == 0
+    sent = len(fake_bitso.requests)
+
+    assert main(["--now", "--duration", "1"], clock) == 1  # the same minute again
+
+    last = capsys.readouterr().err.splitlines()[-1]
+    minute = iso_minute(seconds_to_ms(start))
+    found = re.fullmatch(
+        rf"{minute}: claimed; the minute {minute} was already collected "
+        r"\(claimed by another call\), so nothing was requested; the next minute "
+        rf"starts at {iso_millis(seconds_to_ms(start + 60))}, in (\d+) s",
+        last,
+    )
+    assert found, last
+    assert 50 <= int(found[1]) <= 60
+    assert len(fake_bitso.requests) == sent
 
 
 def test_progress_is_printed_while_a_minute_runs(

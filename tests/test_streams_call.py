@@ -125,6 +125,13 @@ def test_stored_objects_hold_every_line_in_order(stream_call: Any) -> None:
                     sequences[-1],
                 )
             assert all(line["message"]["book"] == book for line in lines if "message" in line)
+    uses = [u["use"] for u in record["slot_uses"]]
+    said = [line for line in call.log if line.get("event") == "run_summary"][-1]["message"]
+    assert said.startswith(
+        f"run finished: ok, {record['written']} of {record['slots_planned']} snapshots written ("
+    )
+    assert said.count("anchor") == (uses.count("anchor") > 0)
+    assert said.count("trades backfill") == (uses.count("trades_backfill") > 0)
 
 
 def test_a_book_bitso_does_not_know_is_named_in_the_record_and_never_waited_on(

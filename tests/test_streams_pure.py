@@ -30,6 +30,7 @@ from bitso_collector.streams.state import StreamState, encode_line
 from bitso_collector.streams.subscriptions import Subscriptions
 from bitso_collector.streams.tally import ChannelTally, SequenceGap, Unwatched
 from bitso_collector.streams.writer import NamedObject, ObjectResult
+from bitso_collector.summary import CallSummary, SlotUseNote, slot_uses_phrase
 from bitso_format import SLOT_USES, parse_iso_millis
 from bitso_logs import JsonLogger
 from tests.support.schemas import RUN_RECORD
@@ -435,3 +436,27 @@ def test_streams_settings_are_checked_and_named() -> None:
             load_settings(env, dotenv=None)
         assert all(word in str(caught.value) for word in words), caught.value
         assert "s3cret" not in str(caught.value)
+
+
+# -- the summary line -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("uses", "phrase"),
+    [
+        ((), ""),
+        ((SlotUse.SNAPSHOT,), ""),
+        ((SlotUse.TRADES_BACKFILL,) * 2, " (2 slots were trades backfills)"),
+        ((SlotUse.ANCHOR,), " (1 slot was an anchor)"),
+        (
+            (SlotUse.ANCHOR, SlotUse.TRADES_BACKFILL, SlotUse.ANCHOR),
+            " (2 slots were anchors, 1 a trades backfill)",
+        ),
+        ((SlotUse.TRADES_BACKFILL, SlotUse.ANCHOR), " (1 slot was an anchor, 1 a trades backfill)"),
+    ],
+)
+def test_the_summary_line_says_where_the_slots_that_were_not_snapshots_went(
+    uses: tuple[SlotUse, ...], phrase: str
+) -> None:
+    notes = tuple(
+        SlotUseNote("btc_mxn", f"2026-11-24T10:16:0{n}.000Z", u) for n, u in enumerate(uses)
+    )
+    assert slot_uses_phrase(CallSummary(slot_uses=notes)) == phrase

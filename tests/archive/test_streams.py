@@ -8,6 +8,7 @@ outage. The market's own book is the truth the rebuilt book is compared with.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import random
@@ -240,6 +241,47 @@ def test_replay_csv_one_row_per_level_and_unknown_instants_skipped(
     assert checked > 10
 
 
+@pytest.mark.parametrize(
+    ("start", "every", "intervals"),
+    [
+        # Every whole minute is before its minute's first anchor: each row is the first instant
+        # known in its minute (10:03 was not recorded at all).
+        ("2026-11-20T10:00", "1m", [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]),
+        # An interval that starts in the unrecorded 10:03 finds its first known instant in 10:04.
+        ("2026-11-20T10:01", "2m", [(1, 3), (3, 5)]),
+    ],
+)
+def test_replay_coarser_than_a_minute_samples_the_first_known_instant_of_each_interval(
+    world: World,
+    archive_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    start: str,
+    every: str,
+    intervals: list[tuple[int, int]],
+) -> None:
+    args = ["replay", str(archive_dir), "--book", BOOK, "--start", start]
+    args += ["--end", "2026-11-20T10:05", "--every", every, "--depth", "2", "--out", "-"]
+    code, out, err = run(capsys, *args)
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    known = world.known_spans()
+    expected = []
+    for first, last in intervals:
+        inside = [s for s in known if T0 + first * 60_000 <= s.start_ms < T0 + last * 60_000]
+        if inside:
+            expected.append(min(inside, key=lambda s: s.start_ms))
+    assert sorted({r["at"] for r in rows}) == [iso(s.start_ms) for s in expected]
+    for span in expected:
+        sequence = world.received_sequence(span.start_ms, span)
+        bids, asks = world.levels_at([sequence], depth=2)[sequence]
+        got = [r for r in rows if r["at"] == iso(span.start_ms)]
+        assert {r["sequence"] for r in got} == {str(sequence)}
+        assert [(r["price"], r["amount"]) for r in got] == [(p, a) for p, a, _ in bids + asks]
+    unknown = len(intervals) - len(expected)
+    assert f"{len(intervals)} instants of btc_mxn: {len(expected)} known" in err
+    assert f"{unknown} unknown" in err
+
+
 def test_replay_parquet_exact_decimals(archive_dir: Path, tmp_path: Path) -> None:
     out_file = tmp_path / "replay.parquet"
     code = main(
@@ -358,6 +400,41 @@ def test_trades_command_csv_and_parquet(
     assert table.column("tid").to_pylist() == tids
     assert str(table.schema.field("price").type) == "decimal128(38, 9)"
     assert table.column("price").to_pylist() == [Decimal(r["price"]) for r in rows]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["replay", "--book", BOOK, "--every", "1s", "--depth", "3"], ["trades"]],
+)
+def test_out_dash_writes_the_same_csv_to_stdout(
+    archive_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    name, *options = command
+    out_file = tmp_path / "table.csv"
+    code, _, err = run(capsys, name, str(archive_dir), *RANGE, *options, "--out", str(out_file))
+    assert code == 0, err
+    code, out, err = run(capsys, name, str(archive_dir), *RANGE, *options, "--out", "-")
+    assert code == 0, err
+    assert out.splitlines() == out_file.read_text().splitlines()
+    assert len(out.splitlines()) > 10
+    assert " to stdout" in err  # the info lines stay on stderr
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(archive_dir: Path) -> None:
+    """`bitso-archive replay ... --out - | head`: no traceback when head has read enough."""
+    command = [sys.executable, "-m", "bitso_archive", "replay", str(archive_dir), "--book", BOOK]
+    command += [*RANGE, "--every", "100ms", "--depth", "50", "--out", "-"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=archive_dir
+    )
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.readline()
+    process.stdout.close()  # as head does after its lines
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 1
+    assert first.startswith(b"book,at,sequence,side,level,price,amount,orders")
+    assert "Traceback" not in err and "Exception ignored" not in err
+    assert "BrokenPipe" not in err
 
 
 def gap_minutes(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -181,7 +181,7 @@ def test_reading_back_what_the_collector_recorded_of_the_fake_market(
     assert {t.source for t in trades} == {"stream", "rest"}  # the cut's trades were backfilled
 
     # gaps: the sequence gap, the uncovered time and the reconnect as recorded; no drift.
-    report = gaps_report(source, minute_ms, minute_ms + 60_000).as_dict()
+    report = gaps_report(source, minute_ms, minute_ms + 60_000, now=minute_ms + 60_000).as_dict()
     for book in BOOKS:
         (streamed,) = report["streams"][book]["minutes"]
         recorded_channel = record["streams"]["books"][book]["diff-orders"]
@@ -208,7 +208,7 @@ def test_reading_back_what_the_collector_recorded_of_the_fake_market(
     shutil.copytree(server.data_dir, planted_dir)
     checked_snapshots = [
         c
-        for c in gaps_report(planted_dir, minute_ms, minute_ms + 60_000)
+        for c in gaps_report(planted_dir, minute_ms, minute_ms + 60_000, now=minute_ms + 60_000)
         .streams["eth_mxn"]
         .minutes[0]
         .drift
@@ -218,7 +218,9 @@ def test_reading_back_what_the_collector_recorded_of_the_fake_market(
     snapshot = json.loads(target.read_text())
     snapshot["asks"][0]["amount"] = str(Decimal(snapshot["asks"][0]["amount"]) + Decimal("1"))
     target.write_text(json.dumps(snapshot))
-    planted = gaps_report(planted_dir, minute_ms, minute_ms + 60_000).as_dict()
+    planted = gaps_report(
+        planted_dir, minute_ms, minute_ms + 60_000, now=minute_ms + 60_000
+    ).as_dict()
     (eth,) = planted["streams"]["eth_mxn"]["minutes"]
     assert eth["drift"]["mismatched"] == 1
     assert eth["drift"]["mismatches"][0]["snapshot"] == checked_snapshots[0].snapshot

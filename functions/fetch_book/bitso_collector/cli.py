@@ -95,12 +95,14 @@ def progress(
 
 
 def outcome_line(label: str, record: RunRecord, where: str) -> tuple[str, bool]:
-    """The line that ends a minute, and whether the minute failed (an error, or nothing stored)."""
+    """The line that ends a minute, and whether the minute failed (an error, or nothing stored).
+    A call that requested nothing (claimed, too late, too early) has no counts to give."""
     summary = record.summary
     written = summary.written if summary else 0
     planned = record.facts.slots_planned if record.facts else 0
-    line = f"{label}: {record.status}, {written} of {planned} snapshots written to {where}"
+    line = f"{label}: {record.status}"
     if summary:
+        line += f", {written} of {planned} snapshots written to {where}"
         line += slot_uses_phrase(summary)
     if record.location:
         line += f", run record {record.location}"

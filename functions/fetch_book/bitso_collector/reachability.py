@@ -9,6 +9,7 @@ nothing of the rate budget. The HTTP function never asks: in the cloud a minute 
 from __future__ import annotations
 
 import socket
+import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -18,6 +19,8 @@ from .bitso_client import CONNECT_TIMEOUT
 from .errors import connection_cause
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+#: The check never takes longer than this, however slowly a name fails to resolve.
+GIVE_UP_AFTER_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -39,9 +42,13 @@ def _host_port(url: str) -> tuple[str, int]:
     return parts.hostname or "", parts.port or _DEFAULT_PORTS.get(parts.scheme, 443)
 
 
-def unreachable(url: str, timeout: float = CONNECT_TIMEOUT) -> Unreachable | None:
-    """None when a connection to `url`'s host opens within `timeout` seconds, else why not (its
-    name does not resolve, the connection is refused, nothing answers, ...)."""
+def unreachable(
+    url: str, connect_timeout: float = CONNECT_TIMEOUT, give_up_after: float = GIVE_UP_AFTER_S
+) -> Unreachable | None:
+    """None when a connection to `url`'s host opens (each address tried for `connect_timeout`
+    seconds, as the client would), else why not: its name does not resolve, the connection is
+    refused, nothing answers. Gives up after `give_up_after` seconds in all, name resolution
+    included (which has no timeout of its own)."""
     host, port = _host_port(url)
     proxy_url = select_proxy(url, get_environ_proxies(url))
     proxy = None
@@ -49,11 +56,24 @@ def unreachable(url: str, timeout: float = CONNECT_TIMEOUT) -> Unreachable | Non
     if proxy_url:
         target = _host_port(proxy_url if "://" in proxy_url else f"http://{proxy_url}")
         proxy = f"{target[0]}:{target[1]}"
-    try:
-        with socket.create_connection(target, timeout=timeout):
-            return None
-    except TimeoutError:
-        cause = f"no connection within {timeout:.0f} s"
-    except OSError as error:
-        cause = connection_cause(error)
+    outcome: list[OSError | None] = []
+
+    def attempt() -> None:
+        try:
+            with socket.create_connection(target, timeout=connect_timeout):
+                outcome.append(None)
+        except OSError as error:
+            outcome.append(error)
+
+    worker = threading.Thread(target=attempt, name="reachability", daemon=True)
+    worker.start()
+    worker.join(give_up_after)
+    if not outcome:
+        cause = f"no answer within {give_up_after:g} s (name resolution or connection)"
+    elif outcome[0] is None:
+        return None
+    elif isinstance(outcome[0], TimeoutError):
+        cause = f"no connection within {connect_timeout:g} s"
+    else:
+        cause = connection_cause(outcome[0])
     return Unreachable(f"{host}:{port}", cause, proxy)
