@@ -246,13 +246,13 @@ variable "bitso_ws_url" {
 }
 
 variable "create_bitso_secrets" {
-  description = "Create Secret Manager secrets for a Bitso API key and secret (containers only, no values in Terraform state) and point the function at them. Off by default: the order book is public, and a secret without a version makes every call fail until you add one. See the README section 'Optional: Bitso API credentials' for the order of steps."
+  description = "Create Secret Manager secrets for a Bitso API key and secret (containers only, no values in Terraform state) and point the function at them. Off by default: the order book is public, and a secret without a version makes every call fail until you add one. See docs/deployment.md, 'Optional: Bitso API credentials', for the order of steps."
   type        = bool
   default     = false
 }
 
 variable "static_egress_ip" {
-  description = "Send all of fetch_book's traffic through a VPC of this deployment whose Cloud NAT uses one reserved static external address (output static_egress_ip), so Bitso's per-IP budget of 60 requests a minute is this deployment's alone; also keeps one instance warm. About $6 a month (README, 'Static egress address'). false = Cloud Run's default egress: a dynamic pool of addresses shared with other tenants, no VPC, no NAT, min 0 instances."
+  description = "Send all of fetch_book's traffic through a VPC of this deployment whose Cloud NAT uses one reserved static external address (output static_egress_ip), so Bitso's per-IP budget of 60 requests a minute is this deployment's alone; also keeps one instance warm. About $6 a month (docs/deployment.md, 'Static egress address'). false = Cloud Run's default egress: a dynamic pool of addresses shared with other tenants, no VPC, no NAT, min 0 instances."
   type        = bool
   default     = true
 }
