@@ -46,7 +46,7 @@ HTTP_STATUS = {
 }
 
 
-#: The methods served (docs/operations.md: `POST` (or `GET`) to the function); anything else is a 405.
+#: The methods served (docs/operations.md: POST, or GET); anything else is a 405.
 ALLOWED_METHODS = ("GET", "POST")
 #: Bytes a body too large is read and dropped in, after its first `MAX_BODY_BYTES`.
 DRAIN_CHUNK = 64 * 1024
