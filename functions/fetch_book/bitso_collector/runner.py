@@ -83,6 +83,14 @@ class _Call:
         return seconds_to_ms(self.plan.minute_start)
 
 
+@dataclass(frozen=True)
+class _Fetched:
+    """What a call's fetching left for its record."""
+
+    summary: CallSummary
+    streams: StreamsPart | None
+
+
 class Collector:
     """Runs calls for one instance (see the module's docstring)."""
 
@@ -125,7 +133,7 @@ class Collector:
         refused = self._claim(call)
         if refused is not None:
             return refused
-        return self._fetch_and_record(call, options)
+        return self._record(call, options, self._fetch(call))
 
     def _plan(self, options: CallOptions) -> _Call:
         arrived = self.clock.now()
@@ -208,7 +216,8 @@ class Collector:
         log_not_run(record, reason, call.log)
         return record
 
-    def _fetch_and_record(self, call: _Call, options: CallOptions) -> RunRecord:
+    def _fetch(self, call: _Call) -> _Fetched:
+        """Request the call's slots on the grid, store the replies, cut the stream."""
         plan, log = call.plan, call.log
         pace_used = self.pace.state.pace
         # Nothing goes to Bitso in the silence after a throttling reply: no new socket either
@@ -257,22 +266,27 @@ class Collector:
             view.first_throttled_start,
             self.period_ms / 1000,
         )
+        return _Fetched(summary, streams)
+
+    def _record(self, call: _Call, options: CallOptions, fetched: _Fetched) -> RunRecord:
+        """The call's run record, stored and logged."""
+        plan = call.plan
         # A call that asked for a window of seconds did not ask for the slots before it.
         missed = len(plan.coverage.missed_late) if options.duration_seconds is None else 0
         record = RunRecord(
             call.run_id,
             call.arrived,
             self.clock.now(),
-            call_status(summary, missed, streams),
+            call_status(fetched.summary, missed, fetched.streams),
             call.facts,
-            summary,
-            streams,
+            fetched.summary,
+            fetched.streams,
             cpu_ms=round((time.process_time() - call.cpu_start) * 1000, 1),
             back_off=self._back_off(call),
         )
         prefix = self.settings.object_prefix
-        record = store_record(self.sink, prefix, record, call.minute_ms, plan.answer_by, log)
-        log_summary(record, log)
+        record = store_record(self.sink, prefix, record, call.minute_ms, plan.answer_by, call.log)
+        log_summary(record, call.log)
         return record
 
     # -- the instance's stream --------------------------------------------------------------
