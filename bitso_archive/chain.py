@@ -439,7 +439,7 @@ class BookWalker:
         if following is not None:
             chains.append(Chain(mark(following)))
         start = max(self.start_ms, min(at_ms, chains[0].anchor.received_ms if chains else at_ms))
-        end = max(self.end_ms, at_ms + 1)
+        end = max(self.end_ms, at_ms + 1, following.received_ms if following else 0)
         spans = chain_spans(self.book, start, end, chains, self.watched.holes, self._stream_end())
         span = span_at(spans, at_ms)
         assert isinstance(span, UnknownSpan), (span, at_ms)

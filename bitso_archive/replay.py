@@ -68,9 +68,10 @@ def book_walker(
     watched = watched_time(
         read, book, DIFF_ORDERS_CHANNEL, lo, end_ms + margin_ms, present=stream.present
     )
-    later = stream.anchor_slots(start_ms, end_ms + LOOKAHEAD_MS)
+    # Every later anchor, those asked for before start_ms but received after it included.
+    since = first.slot_ms + 1 if first is not None else start_ms - ANCHOR_LOOKBACK_MS
     slots = [first.slot_ms] if first is not None else []
-    slots += [s for s in later if first is None or s > first.slot_ms]
+    slots += stream.anchor_slots(since, end_ms + LOOKAHEAD_MS)
     diffs = stream.diffs(lo, end_ms + LOOKAHEAD_MS, watched)
     walker = BookWalker(
         book,

@@ -106,6 +106,7 @@ def decimal_text(value: Any, what: str) -> str:
 
 
 _DECIMALS: dict[str, Decimal] = {}
+_DECIMALS_HELD = 50_000  # about 8 MB; then it starts again
 
 
 def _decimal(value: Any, what: str) -> Decimal:
@@ -115,7 +116,7 @@ def _decimal(value: Any, what: str) -> Decimal:
         return _DECIMALS[value]
     except (KeyError, TypeError):
         held = Decimal(decimal_text(value, what))
-        if len(_DECIMALS) >= 200_000:
+        if len(_DECIMALS) >= _DECIMALS_HELD:
             _DECIMALS.clear()
         _DECIMALS[value] = held
         return held

@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from bitso_archive.orderbook import (
     CRASH,
@@ -36,15 +36,18 @@ from bitso_format import HOUR_MS, iso_millis, parse_stream_name
 _PRIORITY = {FROZEN: 0, OUTAGE: 1, NOT_RECORDED: 2}
 
 
-@dataclass
 class Watched:
     """The holes in the watched time of one book's channel over ``[start_ms, end_ms)``, sorted
     and disjoint; every other instant of the range was watched."""
 
-    book: str
-    start_ms: int
-    end_ms: int
-    holes: list[UnknownSpan] = field(default_factory=list)
+    def __init__(
+        self, book: str, start_ms: int, end_ms: int, holes: Sequence[UnknownSpan] = ()
+    ) -> None:
+        self.book = book
+        self.start_ms = start_ms
+        self.end_ms = end_ms
+        self.holes = sorted(holes, key=lambda h: h.start_ms)
+        self._starts = [h.start_ms for h in self.holes]
 
     def hole_at(self, at_ms: int) -> UnknownSpan | None:
         """The hole holding ``at_ms`` (None when it was watched)."""
@@ -54,7 +57,7 @@ class Watched:
                 f"({iso_millis(self.start_ms)} to {iso_millis(self.end_ms)})"
             )
             return UnknownSpan(at_ms, at_ms + 1, NOT_RECORDED, detail)
-        index = bisect.bisect_right([h.start_ms for h in self.holes], at_ms) - 1
+        index = bisect.bisect_right(self._starts, at_ms) - 1
         if index >= 0 and at_ms < self.holes[index].end_ms:
             return self.holes[index]
         return None
@@ -83,6 +86,7 @@ class Watched:
             else:
                 merged.append(held)
         self.holes = merged
+        self._starts = [h.start_ms for h in merged]
 
 
 @dataclass(frozen=True, slots=True)

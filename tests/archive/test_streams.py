@@ -28,7 +28,7 @@ import pytest
 from bitso_archive.cli import main
 from bitso_archive.compact import compact_hour
 from bitso_archive.orderbook import UnknownInstantError
-from bitso_archive.replay import book_at
+from bitso_archive.replay import book_at, replay
 from bitso_archive.trades import TradesResult, iter_trades
 from tests.archive.helpers import iso, ms
 from tests.archive.stream_market import BOOK, RPM, T0, T_END, World, build_world, rest_time
@@ -272,6 +272,22 @@ def test_replay_walks_across_cuts_and_skips_what_cannot_be_known(
         ] + [("ask", str(i), p, a, str(n)) for i, (p, a, n) in enumerate(asks)]
         checked += 1
     assert checked > 20
+
+
+def test_replay_from_between_an_anchors_slot_and_its_receipt_takes_that_anchor(
+    world: World, archive_dir: Path
+) -> None:
+    re_anchor = next(a for a in world.anchors if a.received_ms > at("10:55:31.500"))
+    start = re_anchor.slot_ms + 40  # asked for, not yet answered
+    instants = list(replay(archive_dir, BOOK, start, start + 3_000, 1_000, depth=None))
+    assert [i.unknown.reason if i.unknown else None for i in instants] == [
+        "sequence_gap",
+        None,
+        None,
+    ]
+    for instant in instants[1:]:
+        assert instant.view is not None and instant.view.anchor == re_anchor.name
+        assert instant.view.sequence == world.truth_at(instant.at_ms)[1]
 
 
 def test_replay_parquet_exact_decimals(archive_dir: Path, tmp_path: Path) -> None:
