@@ -250,7 +250,7 @@ def book_coverage(
         minute = minutes.get(floor_minute(meta.slot_ms)) if meta else None
         if minute is not None:
             minute.drift.append(check)
-    for hour_ms in hours_in_range(window_start, window_end):
+    for hour_ms in hours_in_range(window_start - MINUTE_MS, window_end):  # a cut's first hour
         for channel in (DIFF_ORDERS_CHANNEL, TRADES_CHANNEL):
             for name in source.list_names(stream_hour_dir(channel, hour_ms)):
                 parsed = parse_stream_name(name)
