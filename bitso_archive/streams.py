@@ -73,6 +73,8 @@ FROZEN_BURST_MS = 500
 MERGE_MARGIN_MS = 5_000
 #: A cut's objects without a record are taken to start this long before the cut is named.
 UNRECORDED_CUT_SPAN_MS = 2 * MINUTE_MS
+#: A shutdown record is looked for this long after its flush's objects are named.
+SHUTDOWN_RECORD_AFTER_MS = 10_000
 
 #: diff-orders statuses (`s`): `open` sets an order's amount, the others remove the order.
 OPEN = "open"
@@ -243,7 +245,10 @@ def _object_key(name: str) -> tuple[str, str, int, int, str | None] | None:
 def cut_record(records: RecordIndex, obj: StreamName) -> CutRecord | None:
     """The run record (a call's cut) or shutdown record (a flush) of a stream object."""
     shutdown = obj.instance is not None
-    for record in records.read(obj.cut_ms, obj.cut_ms + 1):
+    # A flush's record is named by the instant it was made, its objects by when the cut was.
+    for record in records.read(
+        obj.cut_ms, obj.cut_ms + (SHUTDOWN_RECORD_AFTER_MS if shutdown else 1)
+    ):
         if record.shutdown == shutdown and (not shutdown or record.instance == obj.instance):
             return record
     return None
