@@ -257,6 +257,7 @@ class BookWalker:
         self._checks: list[tuple[int, int, AggregatedSnapshot]] = []  # by sequence
         self._order = itertools.count()
         self._cached: UnknownSpan | None = None
+        self._holes = 0  # holes of the watched time when the span was cached
         self._floor: int | None = None
         self._set_floor()
 
@@ -431,9 +432,9 @@ class BookWalker:
         return hole is not None and hole.end_ms <= at_ms
 
     def _span_at(self, at_ms: int) -> UnknownSpan:
-        cached = self._cached
-        if cached is not None and cached.start_ms <= at_ms < cached.end_ms:
-            return cached
+        cached, holes = self._cached, len(self.watched.holes)
+        if cached is not None and cached.start_ms <= at_ms < cached.end_ms and holes == self._holes:
+            return cached  # the same span, unless a hole was found since
         chains = [self._chain] if self._chain is not None else []
         following = self._next_anchor_after(at_ms)
         if following is not None:
@@ -443,7 +444,7 @@ class BookWalker:
         spans = chain_spans(self.book, start, end, chains, self.watched.holes, self._stream_end())
         span = span_at(spans, at_ms)
         assert isinstance(span, UnknownSpan), (span, at_ms)
-        self._cached = span
+        self._cached, self._holes = span, holes
         return span
 
     def finish(self) -> list[Span]:
