@@ -228,11 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
         "book",
         parents=[one_book],
         help="the book at one instant, rebuilt from its anchor and diffs",
-        description="The aggregated book at --at, rebuilt from the minute's latest anchor "
-        "(an aggregate=false snapshot) and every diff received at or before it. An instant "
-        "the archive cannot know (after a sequence gap or an outage and before the next "
-        "anchor, before the minute's first anchor, or outside the recorded minutes) is an "
-        "error (exit 1) that says why.",
+        description="The aggregated book at --at, rebuilt from the latest anchor (an "
+        "aggregate=false snapshot) received by then and every diff received at or before it, "
+        "across cuts and instances. An instant the archive cannot know (not watched: an "
+        "outage, a freeze, a crash, before a new instance, nothing recorded; after a sequence "
+        "gap until the next anchor; before the first anchor) is an error (exit 1) that says "
+        "why.",
     )
     p_book.add_argument("--at", type=_time, required=True, help=TIME_HELP)
     p_book.add_argument(

@@ -373,7 +373,7 @@ def gaps_report(
         corrupt=corrupt_objects,
         run_records=len(records),
         corrupt_run_records=corrupt_records,
-        streams=stream_coverage(src, start_ms, end_ms, stream_records, wanted),
+        streams=stream_coverage(src, start_ms, end_ms, wanted),
         counted_until_ms=end_ms,
         not_collected=minute_spans(not_collected),
     )

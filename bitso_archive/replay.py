@@ -1,34 +1,44 @@
 """``book`` and ``replay``: one book rebuilt from its streams at an instant, or at an interval.
 
-Both read a minute at a time (its diffs object, anchors and snapshots), so memory is bounded by
-one minute of diffs however long the range. An instant the archive cannot know is never
-guessed: :func:`book_at` raises :class:`~bitso_archive.orderbook.UnknownInstantError`, and
+Both walk one book forward through the continuous stream (:mod:`bitso_archive.chain`): from
+the latest anchor before the first instant (found by walking back through the run records'
+slot uses), through the diffs of every cut and instance merged by sequence, reading a few
+objects at a time, so memory is bounded by one anchor's book and a minute or two of diffs
+however long the range. An instant the archive cannot know is never guessed:
+:func:`book_at` raises :class:`~bitso_archive.orderbook.UnknownInstantError`, and
 :func:`replay` yields the instant with the span that explains it and no book.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bitso_archive.chain import ANCHOR_LOOKBACK_MS, AnchorFeed, BookWalker
 from bitso_archive.layout import TimeLike, check_books, check_range, to_ms
 from bitso_archive.orderbook import (
     AGGREGATED_DEPTH,
     BookView,
-    MinuteBooks,
+    Diff,
     UnknownInstantError,
     UnknownSpan,
 )
 from bitso_archive.output import TableOut, csv_rows, is_parquet
-from bitso_archive.sources import SourceLike, open_source
-from bitso_archive.streams import BookRecordings
-from bitso_format import MINUTE_MS, floor_minute, iso_millis
+from bitso_archive.sources import Source, SourceLike, open_source
+from bitso_archive.stream_records import RecordIndex
+from bitso_archive.streams import BookStream
+from bitso_archive.watched import watched_time
+from bitso_format import DIFF_ORDERS_CHANNEL, HOUR_MS, MINUTE_MS, floor_minute, iso_millis
 
 #: One row per level: what ``replay`` writes, as CSV or Parquet.
 REPLAY_COLUMNS = ("book", "at", "sequence", "side", "level", "price", "amount", "orders")
 _PARQUET_BATCH_ROWS = 10_000  # rows held before they go out as one row group
+#: Records read around a range to name its holes (the cut before a hole and the one after).
+RECORD_MARGIN_MS = 5 * MINUTE_MS
+#: How far past a range the next diff and the next anchor are looked for.
+LOOKAHEAD_MS = HOUR_MS
 
 
 def _book(book: str) -> str:
@@ -37,14 +47,58 @@ def _book(book: str) -> str:
     return checked[0]
 
 
+def book_walker(
+    source: Source,
+    book: str,
+    start_ms: int,
+    end_ms: int,
+    *,
+    checked: bool = False,
+    margin_ms: int = RECORD_MARGIN_MS,
+    watch: Callable[[Iterator[Diff]], Iterator[Diff]] | None = None,
+) -> tuple[BookWalker, BookStream]:
+    """A walker of ``book`` over ``[start_ms, end_ms)``, starting from the latest anchor
+    received at or before ``start_ms``; ``checked``: with the aggregated snapshots to check;
+    ``watch`` sees every merged diff the walker takes."""
+    records = RecordIndex(source)
+    stream = BookStream(source, book, records)
+    first = stream.find_anchor(start_ms)
+    lo = (first.slot_ms if first is not None else start_ms) - ANCHOR_LOOKBACK_MS
+    read = records.read(floor_minute(lo) - margin_ms, end_ms + margin_ms)
+    watched = watched_time(
+        read, book, DIFF_ORDERS_CHANNEL, lo, end_ms + margin_ms, present=stream.present
+    )
+    # Every later anchor, those asked for before start_ms but received after it included.
+    since = first.slot_ms + 1 if first is not None else start_ms - ANCHOR_LOOKBACK_MS
+    slots = [first.slot_ms] if first is not None else []
+    slots += stream.anchor_slots(since, end_ms + LOOKAHEAD_MS)
+    diffs = stream.diffs(lo, end_ms + LOOKAHEAD_MS, watched)
+    walker = BookWalker(
+        book,
+        watch(diffs) if watch is not None else diffs,
+        AnchorFeed(slots, stream.anchor),
+        watched,
+        start_ms,
+        end_ms,
+        stream.aggregated(start_ms, end_ms) if checked else (),
+    )
+    return walker, stream
+
+
 def book_at(
     source: SourceLike, book: str, at: TimeLike, depth: int | None = AGGREGATED_DEPTH
 ) -> BookView:
     """The book at ``at``, ``depth`` levels a side (all when None), best first."""
-    recordings = BookRecordings(open_source(source), _book(book))
-    at_ms = to_ms(at)
-    recorded = recordings.minute(floor_minute(at_ms))
-    return MinuteBooks(recorded.minute, recorded.spans).at(at_ms, depth)
+    src, name, at_ms = open_source(source), _book(book), to_ms(at)
+    walker, _stream = book_walker(src, name, at_ms, at_ms + 1)
+    found = walker.at(at_ms, depth)
+    if isinstance(found, UnknownSpan) and found.detail.startswith("after the last cut"):
+        # Whether a later instance took over (a crash) shows only in later records.
+        walker, _stream = book_walker(src, name, at_ms, at_ms + 1, margin_ms=LOOKAHEAD_MS)
+        found = walker.at(at_ms, depth)
+    if isinstance(found, UnknownSpan):
+        raise UnknownInstantError(name, at_ms, found)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,48 +124,31 @@ def replay(
     every_ms: int,
     depth: int | None = AGGREGATED_DEPTH,
 ) -> Iterator[Instant]:
-    """The book at ``start``, ``start + every``, ... before ``end``, one minute read at a time;
-    from ``FIRST_KNOWN_FROM_MS`` up, at the first known instant of each interval instead."""
+    """The book at ``start``, ``start + every``, ... before ``end``, walking forward once; from
+    ``FIRST_KNOWN_FROM_MS`` up, at the first known instant of each interval instead."""
     if every_ms <= 0:
         raise ValueError(f"the interval must be positive, not {every_ms} ms")
-    minutes = _Minutes(BookRecordings(open_source(source), _book(book)), depth)
     start_ms, end_ms = check_range(start, end)
+    walker, _stream = book_walker(open_source(source), _book(book), start_ms, end_ms)
+
+    def instant(at_ms: int) -> Instant:
+        found = walker.at(at_ms, depth)
+        if isinstance(found, UnknownSpan):
+            return Instant(at_ms, None, found)
+        return Instant(at_ms, found, None)
+
     for at_ms in range(start_ms, end_ms, every_ms):
-        if every_ms < FIRST_KNOWN_FROM_MS:
-            yield minutes.instant(at_ms)
-        else:
-            yield minutes.first_known(at_ms, min(at_ms + every_ms, end_ms))
-
-
-class _Minutes:
-    """The book at instants asked in increasing order, reading the minute that holds each."""
-
-    def __init__(self, recordings: BookRecordings, depth: int | None) -> None:
-        self._recordings = recordings
-        self._depth = depth
-        self._minute_ms: int | None = None
-        self._books: MinuteBooks | None = None
-
-    def instant(self, at_ms: int) -> Instant:
-        minute_ms = floor_minute(at_ms)
-        if self._books is None or minute_ms != self._minute_ms:
-            recorded = self._recordings.minute(minute_ms)
-            self._minute_ms, self._books = minute_ms, MinuteBooks(recorded.minute, recorded.spans)
-        try:
-            return Instant(at_ms, self._books.at(at_ms, self._depth), None)
-        except UnknownInstantError as exc:
-            return Instant(at_ms, None, exc.span)
-
-    def first_known(self, start_ms: int, end_ms: int) -> Instant:
-        """The book at the first instant of ``[start_ms, end_ms)`` that can be known; when none
-        can, the unknown ``start_ms`` with the span that explains it."""
-        first = instant = self.instant(start_ms)
-        while instant.unknown is not None:
-            at_ms = max(instant.unknown.end_ms, instant.at_ms + 1)  # past the unknown span
-            if at_ms >= end_ms:
-                return first
-            instant = self.instant(at_ms)
-        return instant
+        first = sample = instant(at_ms)
+        if every_ms >= FIRST_KNOWN_FROM_MS:
+            # The first instant of the interval that can be known: past each unknown span.
+            interval_end = min(at_ms + every_ms, end_ms)
+            while sample.unknown is not None:
+                later = max(sample.unknown.end_ms, sample.at_ms + 1)
+                if later >= interval_end:
+                    sample = first
+                    break
+                sample = instant(later)
+        yield sample
 
 
 @dataclass
