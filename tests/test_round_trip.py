@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from bitso_archive import gaps_report, load, open_source
+from bitso_archive.gaps import MinuteSpan
 from bitso_archive.snapshots import Corrupt, iter_snapshots, list_snapshot_names
 from bitso_collector.call_options import CallOptions
 from bitso_collector.clock import ShiftedClock
@@ -368,8 +369,11 @@ def test_gap_report_names_exactly_the_slots_not_stored(collected: Collected) -> 
 
     expected = collected.expected
     windows = {call.plan.minute * MINUTE_MS: call.plan for call in collected.calls}
-    minutes = [(FIRST_MINUTE + offset) * MINUTE_MS for offset in range(MINUTES)]
+    minutes = [(FIRST_MINUTE + offset) * MINUTE_MS for offset in range(MINUTES) if offset != 2]
     assert (report.run_records, report.corrupt, report.corrupt_run_records) == (3, [], [])
+    # Minute 2 had no call: not collected, counted apart rather than as missing slots.
+    no_call = (FIRST_MINUTE + 2) * MINUTE_MS
+    assert report.not_collected == [MinuteSpan(no_call, no_call + MINUTE_MS)]
     for book in BOOKS:
         by_minute = {m.minute_ms: m for m in report.books[book].minutes}
         assert list(by_minute) == minutes
@@ -390,7 +394,6 @@ def test_gap_report_names_exactly_the_slots_not_stored(collected: Collected) -> 
         assert [(m.throttled, m.run_status, m.grid_from) for m in by_minute.values()] == [
             (False, "degraded", "run_record"),
             (False, "ok", "run_record"),
-            (False, None, "default"),
             (True, "throttled", "run_record"),
         ]
 
