@@ -416,7 +416,7 @@ def test_streams_settings_are_checked_and_named() -> None:
     settings = load_settings({"STREAMS": " diff-orders,TRADES "}, dotenv=None)
     assert settings.streams == ("trades", "diff-orders")
     assert settings.ws_url == "wss://ws.bitso.com"
-    assert settings.anchor_every_minutes == 15
+    assert settings.anchor_every_minutes == 10
     assert load_settings({"ANCHOR_EVERY_MINUTES": "5"}, dotenv=None).anchor_every_minutes == 5
     for bad in ("0", "1441", "ten", "1.5"):
         with pytest.raises(ConfigError, match=r"ANCHOR_EVERY_MINUTES.*1 to 1440"):

@@ -226,7 +226,7 @@ variable "streams" {
 variable "anchor_every_minutes" {
   description = "How often an unbroken diff chain is anchored again (ANCHOR_EVERY_MINUTES), in minutes: a reader rebuilding the book at an instant walks back at most this far. Each anchor costs one REST slot of its book."
   type        = number
-  default     = 15
+  default     = 10
 
   validation {
     condition     = var.anchor_every_minutes == floor(var.anchor_every_minutes) && var.anchor_every_minutes >= 1 && var.anchor_every_minutes <= 1440
