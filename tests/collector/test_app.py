@@ -19,7 +19,7 @@ from bitso_format import iso_millis, seconds_to_ms
 from bitso_testkit.fake_bitso import Behaviour, FakeBitso
 from tests.support.schemas import check_run_record
 
-MAIN = Path(__file__).parents[1] / "functions/fetch_book/main.py"
+MAIN = Path(__file__).parents[2] / "functions/fetch_book/main.py"
 
 
 class Harness:

@@ -27,7 +27,7 @@ from bitso_format import parse_rfc3339
 from bitso_testkit.fake_bitso import FakeBitso
 from tests.support.schemas import check_run_record
 
-MAIN = Path(__file__).parents[1] / "functions/fetch_book/main.py"
+MAIN = Path(__file__).parents[2] / "functions/fetch_book/main.py"
 #: Bounded, so the suite stays fast; no deadline, as a call's timing is not what is tested.
 BOUNDED = settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
