@@ -45,6 +45,6 @@ test: lint ## Lint, then every test (and the function's tests again on Python 3.
 	@$(MAKE) --no-print-directory test-py312-if-found
 
 clean: ## Remove the virtual environments and collected data
-	rm -rf $(VENV) .venv-checkov .venv-py312 data .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-checkov .venv-py312 data try-data try-data-out .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
 -include mk/*.mk
