@@ -94,6 +94,7 @@ def test_the_world_has_what_the_tests_need(world: World) -> None:
     assert T0 + 180_000 not in minutes
 
 
+@pytest.mark.slow
 def test_rebuilt_book_equals_the_markets_at_many_instants(world: World, archive_dir: Path) -> None:
     chosen = instants(world)
     expected = world.levels_at(world.received_sequence(t, span) for t, span in chosen)
@@ -624,6 +625,7 @@ def test_book_runs_as_a_process_with_its_console_name(archive_dir: Path, world: 
     assert json.loads(done.stdout)["sequence"] == world.received_sequence(span.start_ms + 5, span)
 
 
+@pytest.mark.slow
 def test_the_generator_writes_what_the_schemas_allow(world: World) -> None:
     """The independent copy must not drift from the real format: its stream lines, and the
     stream parts of its run records, follow the repository's schemas."""

@@ -158,6 +158,7 @@ def test_books_in_the_body_replace_the_configured_ones(harness: Harness) -> None
     assert reply.get_json()["written"] == 2
 
 
+@pytest.mark.slow
 def test_an_unknown_book_fails_its_slots_only(harness: Harness) -> None:
     minute = harness.fresh_minute()
     reply = harness.post({"books": ["btc_mxn", "nope_usd"], "duration_seconds": 4}, minute=minute)

@@ -8,6 +8,8 @@ import io
 import time
 from pathlib import Path
 
+import pytest
+
 from bitso_collector.app import HTTP_STATUS
 from bitso_collector.backoff import after_throttle
 from bitso_collector.call_options import CallOptions
@@ -26,6 +28,7 @@ RPM = 30
 BOOKS = ("btc_mxn",)
 
 
+@pytest.mark.slow
 def test_a_call_in_the_silence_answers_at_once_and_the_next_one_runs_at_half_pace(
     tmp_path: Path,
 ) -> None:

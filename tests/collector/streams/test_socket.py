@@ -164,6 +164,7 @@ def test_a_cut_connection_is_reopened_at_once_and_resubscribed(fake: FakeBitsoWs
     assert after[1].window == before_window(run)
 
 
+@pytest.mark.slow
 def test_a_silent_connection_is_taken_for_dead_and_reopened(fake: FakeBitsoWs) -> None:
     run = Run(fake)
     summary = run.go(3.0, ((0.5, lambda: fake.silence(1.0)),))
@@ -201,6 +202,7 @@ def test_a_book_bitso_does_not_know_is_named_and_delays_no_other(fake: FakeBitso
     assert run.state.use_for("nope_mxn").use is SlotUse.SNAPSHOT  # no anchor without an ack
 
 
+@pytest.mark.slow
 def test_refused_connections_back_off_up_to_the_cap_and_stop_at_the_deadline(
     fake: FakeBitsoWs,
 ) -> None:
