@@ -26,6 +26,18 @@ SCHEDULE_HEADER = "X-CloudScheduler-ScheduleTime"
 _buckets = itertools.count()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests first (end-to-end, then slow), so parallel workers (pytest-xdist) start
+    them at once and finish together; otherwise in the order collected."""
+
+    def rank(item: pytest.Item) -> int:
+        return (item.get_closest_marker("e2e") is None) * 2 + (
+            item.get_closest_marker("slow") is None
+        )
+
+    items.sort(key=rank)
+
+
 @pytest.fixture
 def fake_bitso() -> Iterator[FakeBitso]:
     with FakeBitso() as fake:

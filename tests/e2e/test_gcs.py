@@ -181,6 +181,7 @@ def test_a_few_storage_failures_lose_nothing(
     assert sorted(set(outcomes)) == ["200", "412", "429", "503", "dropped"]
 
 
+@pytest.mark.slow
 def test_storage_down_for_good_answers_500_naming_the_lost_slots(
     start_function: StartFunction, fake_bitso: FakeBitso, gcs: StrictGcs, bucket: str
 ) -> None:
