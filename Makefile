@@ -41,8 +41,12 @@ lint: $(STAMP) tf-lint ## ruff check and format, mypy, terraform fmt -check (whe
 	$(BIN)/mypy bitso_archive functions/compact_hour/main.py
 
 # pytest-xdist workers for make test. The tests mostly wait (on servers, on real time), so more
-# workers than cores pay off; the longest start first (tests/conftest.py).
+# workers than cores pay off. Each module goes to one worker (its fixtures are set up once), the
+# modules with the longest tests first (tests/conftest.py). Tests marked serial check timing
+# too closely to share the CPU: they run after, one at a time.
 TEST_WORKERS ?= 4
+PARALLEL = -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+UNIT = not e2e and not slow
 
 test: ## Lint, then every test in parallel (the function's again on Python 3.12); says how long
 	@start=$$(date +%s); $(MAKE) --no-print-directory test-steps; status=$$?; \
@@ -51,11 +55,13 @@ test: ## Lint, then every test in parallel (the function's again on Python 3.12)
 	exit $$status
 
 test-steps: lint
-	$(BIN)/pytest -n $(TEST_WORKERS)
+	$(BIN)/pytest $(PARALLEL) -m "not serial"
+	$(BIN)/pytest -m serial
 	@$(MAKE) --no-print-directory test-py312-if-found
 
 test-fast: $(STAMP) ## The unit tests: no lint, no end-to-end, slow or Terraform tests (about a minute)
-	$(BIN)/pytest -n 2 -m "not e2e and not slow" --ignore=tests/infra
+	$(BIN)/pytest -n 2 -m "$(UNIT) and not serial" --ignore=tests/infra
+	$(BIN)/pytest -m "$(UNIT) and serial" --ignore=tests/infra
 
 clean: ## Remove the virtual environments and collected data
 	rm -rf $(VENV) .venv-checkov .venv-py312 data try-data try-data-out .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -21,7 +21,8 @@ $(STAMP312): $(FUNCTION_DIR)/requirements.txt requirements-test.txt pyproject.to
 	touch $@
 
 test-py312: $(STAMP312) ## The function's tests on Python 3.12 (its Cloud Functions runtime)
-	$(VENV312)/bin/pytest -p no:cacheprovider -n $(TEST_WORKERS) $(PY312_TESTS)
+	$(VENV312)/bin/pytest -p no:cacheprovider $(PARALLEL) -m "not serial" $(PY312_TESTS)
+	$(VENV312)/bin/pytest -p no:cacheprovider -m serial $(PY312_TESTS)
 
 # `make test` runs the 3.12 pass whenever a python3.12 is found; CI (CI=true) requires one.
 test-py312-if-found:

@@ -22,6 +22,8 @@ from bitso_format import claim_name, grid_minute, parse_iso_millis, run_record_n
 from bitso_logs import JsonLogger
 from bitso_testkit.fake_bitso import Behaviour, FakeBitso
 
+#: Starts are checked to tens of milliseconds: not beside other tests' load (`make test`).
+pytestmark = pytest.mark.serial
 PERIOD_MS = 4000
 PERIOD = PERIOD_MS / 1000
 RPM = 30

@@ -32,6 +32,8 @@ from bitso_format import grid_minute, parse_rfc3339
 from bitso_logs import JsonLogger
 from bitso_testkit.fake_bitso import Behaviour, FakeBitso, RequestLog
 
+#: Starts are checked to tens of milliseconds: not beside other tests' load (`make test`).
+pytestmark = pytest.mark.serial
 PERIOD_MS = 4000
 PERIOD = PERIOD_MS / 1000
 RPM = 30  # a slot every 133 ms: the fake's "typical" replies (median 200 ms) are slower
