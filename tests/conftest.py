@@ -1,7 +1,9 @@
-"""Shared fixtures: the fake Bitso in-process, and the real functions-framework server."""
+"""Shared fixtures: the fake Bitso in-process, the GCS emulator behind the strict proxy, and the
+real functions-framework server."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -17,16 +19,49 @@ import requests
 from bitso_format import iso_millis, seconds_to_ms
 from bitso_testkit.fake_bitso import FakeBitso
 from bitso_testkit.processes import FUNCTION_DIR, base_env, free_port, running
+from bitso_testkit.strict_gcs import StrictGcs, running_strict_gcs
 from tests.support.clock_control import SHIFT_FILE_ENV, ClockControl
 from tests.support.schemas import check_run_record
 
 SCHEDULE_HEADER = "X-CloudScheduler-ScheduleTime"
+_buckets = itertools.count()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests first (end-to-end, then slow), so parallel workers (pytest-xdist) start
+    them at once and finish together; otherwise in the order collected."""
+
+    def rank(item: pytest.Item) -> int:
+        return (item.get_closest_marker("e2e") is None) * 2 + (
+            item.get_closest_marker("slow") is None
+        )
+
+    items.sort(key=rank)
 
 
 @pytest.fixture
 def fake_bitso() -> Iterator[FakeBitso]:
     with FakeBitso() as fake:
         yield fake
+
+
+@pytest.fixture(scope="session")
+def gcs() -> Iterator[StrictGcs]:
+    """The one GCS of the session (of each xdist worker): an in-memory emulator behind the strict
+    proxy, which enforces create-only writes as GCS does and fails on demand."""
+    with running_strict_gcs() as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def bucket(gcs: StrictGcs, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh, empty bucket; STORAGE_EMULATOR_HOST points this process's clients at the proxy,
+    and the faults the test asked for are cleared after it."""
+    name = f"bucket-{next(_buckets)}"
+    gcs.create_bucket(name)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.url)
+    yield name
+    gcs.clear()
 
 
 @dataclass

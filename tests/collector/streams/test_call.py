@@ -80,6 +80,7 @@ def stream_call(tmp_path: Path) -> Iterator[Any]:
     yield lambda books=("btc_mxn", "eth_mxn"), sink=LocalSink: Call(tmp_path, books, sink)
 
 
+@pytest.mark.slow
 def test_stream_objects_that_cannot_be_stored_are_lost_and_answer_500(stream_call: Any) -> None:
     call = stream_call(sink=StreamObjectsFail)
     record = call.run(3)
@@ -104,6 +105,7 @@ def test_stream_objects_that_cannot_be_stored_are_lost_and_answer_500(stream_cal
     assert summary["streams_lost"] == 4 and summary["severity"] == "ERROR"
 
 
+@pytest.mark.slow
 def test_stored_objects_hold_every_line_in_order(stream_call: Any) -> None:
     call = stream_call()
     record = call.run(3)
@@ -134,6 +136,7 @@ def test_stored_objects_hold_every_line_in_order(stream_call: Any) -> None:
     assert said.count("trades backfill") == (uses.count("trades_backfill") > 0)
 
 
+@pytest.mark.slow
 def test_a_book_bitso_does_not_know_is_named_in_the_record_and_never_waited_on(
     stream_call: Any,
 ) -> None:

@@ -68,6 +68,7 @@ def rebuilt(view: Any) -> tuple[Levels, Levels]:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_reading_back_what_the_collector_recorded_of_the_fake_market(
     start_function: StartFunction,

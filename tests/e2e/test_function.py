@@ -44,6 +44,7 @@ def expected_keys(minute_start: float, first: float, duration: float) -> set[str
     return {snapshot_name("", slot.book, slot.at_ms) for slot in coverage.planned}
 
 
+@pytest.mark.slow
 def test_a_call_collects_its_seconds_exactly_as_served(
     start_function: StartFunction, fake_bitso: FakeBitso
 ) -> None:
@@ -118,6 +119,7 @@ def test_the_server_refuses_bad_bodies_methods_and_minutes_at_once(
     assert not server.data_dir.exists()
 
 
+@pytest.mark.slow
 def test_a_garbage_spewing_fake_loses_no_other_slot(
     start_function: StartFunction, fake_bitso: FakeBitso
 ) -> None:
@@ -158,6 +160,7 @@ def test_a_dead_bitso_fails_every_slot_but_the_call_still_answers(
     assert len(warnings) == 3 and all(w["severity"] == "WARNING" for w in warnings)
 
 
+@pytest.mark.slow
 def test_throttling_stops_requests_for_the_minute_and_answers_503(
     start_function: StartFunction, fake_bitso: FakeBitso
 ) -> None:
@@ -172,6 +175,7 @@ def test_throttling_stops_requests_for_the_minute_and_answers_503(
     assert summary["severity"] == "ERROR" and summary["throttled"] == 1
 
 
+@pytest.mark.slow
 def test_the_same_minute_called_twice_is_collected_once(
     start_function: StartFunction, fake_bitso: FakeBitso
 ) -> None:

@@ -29,6 +29,7 @@ from bitso_testkit.market import Exchange
 from tests.conftest import FunctionServer, StartFunction
 from tests.support.schemas import RUN_RECORD, SCHEMAS
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 BOOKS = ("btc_mxn", "eth_mxn")
 CHANNELS = ("trades", "diff-orders")
 FREEZE_S = 2.0

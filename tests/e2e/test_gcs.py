@@ -5,7 +5,6 @@ the real google-cloud-secret-manager client, fetching from the fake Bitso."""
 from __future__ import annotations
 
 import gzip
-import itertools
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +22,7 @@ from bitso_format import (
 )
 from bitso_testkit.fake_bitso import Behaviour, FakeBitso
 from bitso_testkit.fake_secret_manager import FakeSecretManager
-from bitso_testkit.strict_gcs import StrictGcs, running_strict_gcs
+from bitso_testkit.strict_gcs import StrictGcs
 from tests.conftest import FunctionServer, StartFunction
 
 pytestmark = pytest.mark.e2e
@@ -32,27 +31,12 @@ KEY_VALUE = "e2e-key-7c41"
 SECRET_VALUE = "e2e-secret-b95f03d2"
 KEY_NAME = "projects/e2e/secrets/bitso-key/versions/latest"
 SECRET_NAME = "projects/e2e/secrets/bitso-secret/versions/1"
-_buckets = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def gcs() -> Iterator[StrictGcs]:
-    with running_strict_gcs() as proxy:
-        yield proxy
 
 
 @pytest.fixture(scope="module")
 def secret_manager() -> Iterator[FakeSecretManager]:
     with FakeSecretManager() as fake:
         yield fake
-
-
-@pytest.fixture
-def bucket(gcs: StrictGcs) -> Iterator[str]:
-    name = f"e2e-{next(_buckets)}"
-    gcs.create_bucket(name)
-    yield name
-    gcs.clear()
 
 
 def gcs_settings(gcs: StrictGcs, bucket: str, bitso: FakeBitso, **extra: str) -> dict[str, str]:
@@ -197,6 +181,7 @@ def test_a_few_storage_failures_lose_nothing(
     assert sorted(set(outcomes)) == ["200", "412", "429", "503", "dropped"]
 
 
+@pytest.mark.slow
 def test_storage_down_for_good_answers_500_naming_the_lost_slots(
     start_function: StartFunction, fake_bitso: FakeBitso, gcs: StrictGcs, bucket: str
 ) -> None:

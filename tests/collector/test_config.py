@@ -130,7 +130,7 @@ def test_credentials_never_show_in_the_repr() -> None:
 
 
 def test_the_example_dotenv_gives_the_defaults() -> None:
-    example = Path(__file__).parents[1] / ".env.example"
+    example = Path(__file__).parents[2] / ".env.example"
     assert read_dotenv(example) == {}  # everything is commented out
     assert load_settings({}, dotenv=example) == Settings()
 

@@ -23,7 +23,7 @@ from typing import Any
 import hcl2
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TF_DIR = ROOT / "infra" / "terraform"
 TF_FILES = sorted(TF_DIR.glob("*.tf"))
 
@@ -700,7 +700,7 @@ def test_each_zip_is_self_contained(
         text = path.as_posix()
         return not ("__pycache__" in text or text.endswith(".pyc") or "/." in f"/{text}")
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     sources = {
         rel: root / "functions" / function / rel
         for rel in (
@@ -980,7 +980,7 @@ NOT_DEPLOYED_ENV = {*LOCAL_ONLY_ENV, "SECRET_MANAGER_ENDPOINT", "GCP_PROJECT"}
 def environment_read_by_the_function() -> set[str]:
     """Every environment variable name the collector's code reads, found in its source (the
     package and the shared modules zipped beside it)."""
-    root = Path(__file__).parents[1]
+    root = Path(__file__).parents[2]
     package = root / "functions" / "fetch_book" / "bitso_collector"
     sources = [*package.rglob("*.py"), root / "bitso_format.py", root / "bitso_logs.py"]
     names: set[str] = set()

@@ -27,7 +27,7 @@ from bitso_format import parse_rfc3339
 from bitso_testkit.fake_bitso import FakeBitso
 from tests.support.schemas import check_run_record
 
-MAIN = Path(__file__).parents[1] / "functions/fetch_book/main.py"
+MAIN = Path(__file__).parents[2] / "functions/fetch_book/main.py"
 #: Bounded, so the suite stays fast; no deadline, as a call's timing is not what is tested.
 BOUNDED = settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -99,6 +99,7 @@ bodies = st.one_of(
 )
 
 
+@pytest.mark.slow
 @BOUNDED
 @given(body=bodies)
 def test_any_body_is_a_4xx_with_an_error_and_requests_nothing(function: App, body: bytes) -> None:
@@ -128,6 +129,7 @@ def naming_another_minute(header: str) -> bool:
     return not time.time() - 70 < moment < time.time() + 15
 
 
+@pytest.mark.slow
 @BOUNDED
 @given(header=st.one_of(header_text, time_like))
 def test_any_schedule_header_is_a_4xx_with_an_error_and_requests_nothing(

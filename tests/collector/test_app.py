@@ -20,7 +20,7 @@ from bitso_format import iso_millis, seconds_to_ms
 from bitso_testkit.fake_bitso import Behaviour, FakeBitso
 from tests.support.schemas import check_run_record
 
-MAIN = Path(__file__).parents[1] / "functions/fetch_book/main.py"
+MAIN = Path(__file__).parents[2] / "functions/fetch_book/main.py"
 
 
 class Harness:
@@ -159,6 +159,7 @@ def test_books_in_the_body_replace_the_configured_ones(harness: Harness) -> None
     assert reply.get_json()["written"] == 2
 
 
+@pytest.mark.slow
 def test_an_unknown_book_fails_its_slots_only(harness: Harness) -> None:
     minute = harness.fresh_minute()
     reply = harness.post({"books": ["btc_mxn", "nope_usd"], "duration_seconds": 4}, minute=minute)

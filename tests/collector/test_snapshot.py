@@ -21,7 +21,7 @@ from bitso_collector.replies import parse_order_book_reply
 from bitso_collector.snapshot import encode, normalise
 from tests.support.schemas import SNAPSHOT
 
-SAMPLE = (Path(__file__).parent / "fixtures/publicOrderBook.json").read_bytes()
+SAMPLE = (Path(__file__).parents[1] / "fixtures/publicOrderBook.json").read_bytes()
 T = 1_795_515_307.118  # 2026-11-24T10:15:07.118Z
 
 

@@ -167,6 +167,7 @@ def test_a_cut_connection_is_reopened_at_once_and_resubscribed(fake: FakeBitsoWs
     assert window.since_ms <= run.start * 1000 - NEW_CHAIN_LOOKBACK_MS + 1000
 
 
+@pytest.mark.slow
 def test_a_silent_connection_is_taken_for_dead_and_reopened(fake: FakeBitsoWs) -> None:
     run = Run(fake)
     summary = run.go(3.0, ((0.5, lambda: fake.silence(1.0)),))
@@ -204,6 +205,7 @@ def test_a_book_bitso_does_not_know_is_named_and_delays_no_other(fake: FakeBitso
     assert run.state.use_for("nope_mxn").use is SlotUse.SNAPSHOT  # no anchor without an ack
 
 
+@pytest.mark.slow
 def test_refused_connections_back_off_up_to_the_cap_and_stop_at_the_deadline(
     fake: FakeBitsoWs,
 ) -> None:

@@ -6,13 +6,11 @@
 from __future__ import annotations
 
 import gzip
-import itertools
 import json
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,29 +22,7 @@ from bitso_collector.errors import StorageError
 from bitso_collector.sinks import GcsSink, LocalSink, make_sink
 from bitso_collector.sinks.gcs import _Upload
 from bitso_testkit.processes import FUNCTION_DIR
-from bitso_testkit.strict_gcs import StrictGcs, running_strict_gcs
-
-_buckets = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def gcs() -> Iterator[StrictGcs]:
-    with running_strict_gcs() as proxy:
-        yield proxy
-
-
-@pytest.fixture
-def emulator_env(gcs: StrictGcs, monkeypatch: pytest.MonkeyPatch) -> Iterator[StrictGcs]:
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.url)
-    yield gcs
-    gcs.clear()
-
-
-@pytest.fixture
-def bucket(emulator_env: StrictGcs) -> str:
-    name = f"sink-test-{next(_buckets)}"
-    emulator_env.create_bucket(name)
-    return name
+from bitso_testkit.strict_gcs import StrictGcs
 
 
 def fast_sink(bucket: str, **options: Any) -> GcsSink:
@@ -173,7 +149,7 @@ def test_permanent_errors_fail_at_once(gcs: StrictGcs, bucket: str, status: int)
     assert outcomes(gcs, bucket, "a.json") == [str(status)]
 
 
-def test_a_missing_bucket_fails_at_once(emulator_env: StrictGcs) -> None:
+def test_a_missing_bucket_fails_at_once(bucket: str) -> None:
     with pytest.raises(StorageError, match=r"gs://no-such-bucket/a\.json: HTTP 404"):
         GcsSink("no-such-bucket").create("a.json", b"{}\n")
 

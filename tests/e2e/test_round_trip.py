@@ -49,7 +49,7 @@ from bitso_format import (
 )
 from bitso_logs import JsonLogger
 from bitso_testkit.fake_bitso import FakeBitso, RequestLog
-from bitso_testkit.strict_gcs import StrictGcs, running_strict_gcs
+from bitso_testkit.strict_gcs import StrictGcs
 from tests.support.schemas import check_run_record
 
 pytestmark = pytest.mark.e2e
@@ -123,12 +123,6 @@ class Expected:
 
 
 # -- fixtures -------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def gcs() -> Iterator[StrictGcs]:
-    with running_strict_gcs() as proxy:
-        yield proxy
-
-
 @dataclass(frozen=True)
 class Collected:
     """One sink's archive after every planned call, and what it must hold."""

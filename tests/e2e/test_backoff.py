@@ -45,6 +45,7 @@ def on_grid(minute_start: float, pace: int) -> list[float]:
     return [slot.at for slot in grid_minute(minute, pace, BOOKS)]
 
 
+@pytest.mark.slow
 def test_a_neighbour_on_our_ip_costs_a_share_and_one_lockout_never_two_in_a_row(
     start_function: StartFunction, tmp_path: Path
 ) -> None:

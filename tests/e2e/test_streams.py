@@ -77,6 +77,7 @@ def lines(data_dir: Path, channel: str, book: str, minute: float) -> list[dict[s
     return found
 
 
+@pytest.mark.slow
 def test_a_short_call_records_both_channels_and_anchors_each_book(
     start_function: StartFunction, fakes: Fakes
 ) -> None:
@@ -155,6 +156,7 @@ def most_in_any_window(starts: list[float], window: float = 60.0) -> int:
     return most
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(260)
 def test_two_minutes_with_a_dropped_diff_and_a_cut_keep_every_diff_and_every_trade(
     start_function: StartFunction, fakes: Fakes

@@ -32,6 +32,8 @@ from bitso_format import grid_minute, parse_rfc3339
 from bitso_logs import JsonLogger
 from bitso_testkit.fake_bitso import Behaviour, FakeBitso, RequestLog
 
+#: Starts are checked to tens of milliseconds: not beside other tests' load (`make test`).
+pytestmark = pytest.mark.serial
 PERIOD_MS = 4000
 PERIOD = PERIOD_MS / 1000
 RPM = 30  # a slot every 133 ms: the fake's "typical" replies (median 200 ms) are slower
@@ -216,6 +218,7 @@ def test_slow_out_of_order_replies_are_all_stored(harness: Harness) -> None:
         assert received != sorted(received), "replies should have completed out of order"
 
 
+@pytest.mark.slow
 def test_consecutive_calls_keep_the_window_and_the_deadline(harness: Harness) -> None:
     """Two back-to-back minutes; from 70% of the first one on, every request hangs. Each call
     returns before its minute ends, every hung request ends timed out (just before the deadline)
@@ -278,6 +281,7 @@ class TimedLog(io.StringIO):
         return len(text)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("harness", CONCURRENT, indirect=True)
 def test_hung_replies_cost_only_their_own_slots_and_are_logged_at_once(harness: Harness) -> None:
     """The first 8 replies of a minute (as many as may be in flight) never come: each times out

@@ -8,6 +8,8 @@ import io
 import time
 from pathlib import Path
 
+import pytest
+
 from bitso_collector.app import HTTP_STATUS
 from bitso_collector.backoff import after_throttle
 from bitso_collector.call_options import CallOptions
@@ -20,12 +22,15 @@ from bitso_format import claim_name, grid_minute, parse_iso_millis, run_record_n
 from bitso_logs import JsonLogger
 from bitso_testkit.fake_bitso import Behaviour, FakeBitso
 
+#: Starts are checked to tens of milliseconds: not beside other tests' load (`make test`).
+pytestmark = pytest.mark.serial
 PERIOD_MS = 4000
 PERIOD = PERIOD_MS / 1000
 RPM = 30
 BOOKS = ("btc_mxn",)
 
 
+@pytest.mark.slow
 def test_a_call_in_the_silence_answers_at_once_and_the_next_one_runs_at_half_pace(
     tmp_path: Path,
 ) -> None:
