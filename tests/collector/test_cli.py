@@ -174,7 +174,9 @@ class NeverWaits(SystemClock):
 @pytest.mark.parametrize(
     ("url", "host", "cause"),
     [
-        (f"http://127.0.0.1:{free_port()}", "127.0.0.1:", "connection refused"),
+        # A port nobody listens on, drawn when the test runs (not when it is collected, so
+        # parallel workers collect the same test).
+        ("http://127.0.0.1:{free_port}", "127.0.0.1:", "connection refused"),
         ("http://no-such-host.invalid", "no-such-host.invalid:80", "name resolution failed ("),
         ("https://no-such-host.invalid:8443/x", "no-such-host.invalid:8443", "name resolution"),
     ],
@@ -188,6 +190,7 @@ def test_an_unreachable_bitso_is_said_at_once_without_waiting_for_a_minute(
     cause: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    url = url.replace("{free_port}", str(free_port()))
     monkeypatch.setenv("BITSO_API_URL", url)
     for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(proxy, raising=False)

@@ -137,7 +137,7 @@ def test_the_example_dotenv_gives_the_defaults() -> None:
 
 def test_every_setting_in_the_example_dotenv_is_known(tmp_path: Path) -> None:
     """`.env.example` with every setting uncommented draws no warning: the code knows them all."""
-    example = (Path(__file__).parents[1] / ".env.example").read_text()
+    example = (Path(__file__).parents[2] / ".env.example").read_text()
     uncommented = re.sub(r"^# ([A-Z][A-Z0-9_]*=)", r"\1", example, flags=re.MULTILINE)
     dotenv = tmp_path / ".env"
     dotenv.write_text(uncommented)
