@@ -183,7 +183,3 @@ class StreamState:
             self._reset_counts()
             self._planner.forget_held()
             return cut
-
-    def unanchored(self) -> list[str]:
-        with self._lock:
-            return self._planner.unanchored()
