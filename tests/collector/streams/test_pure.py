@@ -4,13 +4,16 @@ slot uses, backfill selection, the gzipped objects and the run record's part."""
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import time
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 
-from bitso_collector.clock import ShiftedClock
+from bitso_collector.clock import Clock, ShiftedClock
 from bitso_collector.config import ConfigError, load_settings
 from bitso_collector.errors import MalformedReply, UnknownBook
 from bitso_collector.rest_trades import (
@@ -20,6 +23,7 @@ from bitso_collector.rest_trades import (
     parse_trades_reply,
     trades_path,
 )
+from bitso_collector.sinks.local import LocalSink
 from bitso_collector.slot_policy import SlotUse
 from bitso_collector.streams.backfill import LOOKBACK_MS, NEW_CHAIN_LOOKBACK_MS, choose
 from bitso_collector.streams.objects import StreamObject
@@ -300,9 +304,24 @@ def test_an_object_is_gzipped_ndjson_in_the_order_added() -> None:
     assert stored.finish() == data and stored.lines == 5
 
 
+def offline_session(prefix: str, clock: Clock) -> StreamSession:
+    """A session never opened: its naming and its record part, with no socket and no writes."""
+    return StreamSession(
+        "ws://127.0.0.1:9/",
+        ("btc_mxn",),
+        CHANNELS,
+        EVERY_MS,
+        LocalSink(Path("never-written")),
+        prefix,
+        clock,
+        JsonLogger(io.StringIO()),
+        instance="0a1b2c3d",
+    )
+
+
 def test_the_state_turns_messages_into_lines_counts_and_the_record_part() -> None:
     start = MINUTE_MS / 1000
-    clock = ShiftedClock(start - __import__("time").time())
+    clock = ShiftedClock(start - time.time())
     state = StreamState(["btc_mxn"], CHANNELS, EVERY_MS, clock)
     state.connected()
     state.acknowledged("btc_mxn", "diff-orders", start + 0.2)
@@ -336,17 +355,7 @@ def test_the_state_turns_messages_into_lines_counts_and_the_record_part() -> Non
     trades = cut.channels[("btc_mxn", "trades")]
     assert (trades.messages, trades.reconnects) == (1, 0)
     assert trades.unwatched[0] == Unwatched(start + 10.0, start + 3600.5, "outage")
-    session = StreamSession(
-        "ws://127.0.0.1:9/",
-        ("btc_mxn",),
-        CHANNELS,
-        EVERY_MS,
-        None,
-        "",
-        clock,  # type: ignore[arg-type]
-        JsonLogger(__import__("io").StringIO()),
-        instance="0a1b2c3d",
-    )
+    session = offline_session("", clock)
     named = {(n.book, n.channel): n for n in session._named(cut, MINUTE_MS, None)}
     results = {
         named[("btc_mxn", "diff-orders")]: ObjectResult("d/x.ndjson.gz", stored=True),
@@ -384,17 +393,7 @@ def test_the_state_turns_messages_into_lines_counts_and_the_record_part() -> Non
 
 def test_cut_objects_are_named_by_the_calls_minute_or_the_shutdown_under_the_receipt_hour() -> None:
     clock = ShiftedClock(0.0)
-    session = StreamSession(
-        "ws://127.0.0.1:9/",
-        ("btc_mxn",),
-        CHANNELS,
-        EVERY_MS,
-        None,
-        "p",
-        clock,  # type: ignore[arg-type]
-        JsonLogger(__import__("io").StringIO()),
-        instance="0a1b2c3d",
-    )
+    session = offline_session("p", clock)
     state = session.state
     hour = MINUTE_MS - MINUTE_MS % 3_600_000
     text = json.dumps({"type": "diff-orders", "book": "btc_mxn", "sequence": 1, "payload": []})
