@@ -41,11 +41,11 @@ lint: $(STAMP) tf-lint ## ruff check and format, mypy, terraform fmt -check (whe
 	$(BIN)/mypy bitso_archive functions/compact_hour/main.py
 
 # pytest-xdist workers for make test. The tests mostly wait (on servers, on real time), so more
-# workers than cores pay off. Each module goes to one worker (its fixtures are set up once), the
-# modules with the longest tests first (tests/conftest.py). Tests marked serial check timing
-# too closely to share the CPU: they run after, one at a time.
+# workers than cores pay off. The longest tests start first, each slow one on its own, the rest
+# of a module together (tests/conftest.py). Tests marked serial check timing too closely to
+# share the CPU: they run after, one at a time.
 TEST_WORKERS ?= 4
-PARALLEL = -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+PARALLEL = -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 UNIT = not e2e and not slow
 
 test: ## Lint, then every test in parallel (the function's again on Python 3.12); says how long
@@ -54,7 +54,10 @@ test: ## Lint, then every test in parallel (the function's again on Python 3.12)
 	echo "make test: $$([ $$status = 0 ] && echo passed || echo FAILED) in $$((took / 60)) min $$((took % 60)) s"; \
 	exit $$status
 
-test-steps: lint
+# The virtual environments are made side by side (each pip mostly waits on the network and disk).
+test-steps:
+	@$(MAKE) --no-print-directory -j3 $(STAMP) $(CHECKOV_STAMP) $(if $(PY312),$(STAMP312))
+	@$(MAKE) --no-print-directory lint
 	$(BIN)/pytest $(PARALLEL) -m "not serial"
 	$(BIN)/pytest -m serial
 	@$(MAKE) --no-print-directory test-py312-if-found

@@ -26,16 +26,21 @@ SCHEDULE_HEADER = "X-CloudScheduler-ScheduleTime"
 _buckets = itertools.count()
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The longest tests first (end-to-end, then slow), so parallel workers (pytest-xdist) start
-    them at once and finish together; otherwise in the order collected."""
+    """For parallel runs (`make test`: pytest-xdist, --dist loadgroup): the longest tests first
+    (end-to-end and slow, end-to-end, slow), so the workers start them at once and finish
+    together; each slow test on its own, the other tests of a module together on one worker,
+    so its module fixtures are set up once."""
 
     def rank(item: pytest.Item) -> int:
-        return (item.get_closest_marker("e2e") is None) * 2 + (
-            item.get_closest_marker("slow") is None
-        )
+        e2e, slow = (item.get_closest_marker(name) is not None for name in ("e2e", "slow"))
+        return (not e2e) * 2 + (not slow)
 
     items.sort(key=rank)
+    for item in items:
+        if item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.fixture
