@@ -40,12 +40,17 @@ lint: $(STAMP) tf-lint ## ruff check and format, mypy, terraform fmt -check (whe
 	$(BIN)/mypy $(FUNCTION_DIR)/bitso_collector $(FUNCTION_DIR)/main.py bitso_format.py bitso_logs.py
 	$(BIN)/mypy bitso_archive functions/compact_hour/main.py
 
-# pytest-xdist workers for make test. The tests mostly wait (on servers, on real time), so more
-# workers than cores pay off. The longest tests start first, each slow one on its own, the rest
-# of a module together (tests/conftest.py). Tests marked serial check timing too closely to
-# share the CPU: they run after, one at a time.
+# make test runs pytest three times, with pytest-xdist where it is safe:
+# 1. the unit tests and the quick end-to-end ones, on TEST_WORKERS workers (the tests mostly
+#    wait, on servers and on real time, so more workers than cores pay off);
+# 2. the slow end-to-end tests (real minutes through real servers), as many at once, beside
+#    nothing that needs the CPU;
+# 3. the serial tests, which check timing too closely to share the CPU, one at a time.
+# The longest start first, each slow test on its own, the rest of a module together
+# (tests/conftest.py).
 TEST_WORKERS ?= 4
 PARALLEL = -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+REAL_TIME = e2e and slow
 UNIT = not e2e and not slow
 
 test: ## Lint, then every test in parallel (the function's again on Python 3.12); says how long
@@ -58,7 +63,8 @@ test: ## Lint, then every test in parallel (the function's again on Python 3.12)
 test-steps:
 	@$(MAKE) --no-print-directory -j3 $(STAMP) $(CHECKOV_STAMP) $(if $(PY312),$(STAMP312))
 	@$(MAKE) --no-print-directory lint
-	$(BIN)/pytest $(PARALLEL) -m "not serial"
+	$(BIN)/pytest $(PARALLEL) -m "not ($(REAL_TIME)) and not serial"
+	$(BIN)/pytest $(PARALLEL) -m "$(REAL_TIME) and not serial"
 	$(BIN)/pytest -m serial
 	@$(MAKE) --no-print-directory test-py312-if-found
 

@@ -29,13 +29,14 @@ _buckets = itertools.count()
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """For parallel runs (`make test`: pytest-xdist, --dist loadgroup): the longest tests first
-    (end-to-end and slow, end-to-end, slow), so the workers start them at once and finish
-    together; each slow test on its own, the other tests of a module together on one worker,
-    so its module fixtures are set up once."""
+    (end-to-end and slow, end-to-end, slow; a longer timeout of their own first), so the workers
+    start them at once and finish together; each slow test on its own, the other tests of a
+    module together on one worker, so its module fixtures are set up once."""
 
-    def rank(item: pytest.Item) -> int:
+    def rank(item: pytest.Item) -> tuple[int, float]:
         e2e, slow = (item.get_closest_marker(name) is not None for name in ("e2e", "slow"))
-        return (not e2e) * 2 + (not slow)
+        timeout = item.get_closest_marker("timeout")
+        return (not e2e) * 2 + (not slow), -(timeout.args[0] if timeout else 0)
 
     items.sort(key=rank)
     for item in items:
