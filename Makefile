@@ -45,11 +45,12 @@ lint: $(STAMP) tf-lint ## ruff check and format, mypy, terraform fmt -check (whe
 #    wait, on servers and on real time, so more workers than cores pay off);
 # 2. the slow end-to-end tests (real minutes through real servers), as many at once, beside
 #    nothing that needs the CPU;
-# 3. the serial tests, which check timing too closely to share the CPU, one at a time.
+# 3. the serial tests, which check timing to tens of milliseconds: beside nothing but each
+#    other, two modules at a time, each module's one after another.
 # The longest start first, each slow test on its own, the rest of a module together
 # (tests/conftest.py).
 TEST_WORKERS ?= 4
-PARALLEL = -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+PARALLEL = --dist loadgroup --no-loadscope-reorder
 REAL_TIME = e2e and slow
 UNIT = not e2e and not slow
 
@@ -63,9 +64,9 @@ test: ## Lint, then every test in parallel (the function's again on Python 3.12)
 test-steps:
 	@$(MAKE) --no-print-directory -j3 $(STAMP) $(CHECKOV_STAMP) $(if $(PY312),$(STAMP312))
 	@$(MAKE) --no-print-directory lint
-	$(BIN)/pytest $(PARALLEL) -m "not ($(REAL_TIME)) and not serial"
-	$(BIN)/pytest $(PARALLEL) -m "$(REAL_TIME) and not serial"
-	$(BIN)/pytest -m serial
+	$(BIN)/pytest -n $(TEST_WORKERS) $(PARALLEL) -m "not ($(REAL_TIME)) and not serial"
+	$(BIN)/pytest -n $(TEST_WORKERS) $(PARALLEL) -m "$(REAL_TIME) and not serial"
+	$(BIN)/pytest -n 2 $(PARALLEL) -m serial
 	@$(MAKE) --no-print-directory test-py312-if-found
 
 test-fast: $(STAMP) ## The unit tests: no lint, no end-to-end, slow or Terraform tests (about a minute)

@@ -22,7 +22,7 @@ $(STAMP312): $(FUNCTION_DIR)/requirements.txt requirements-test.txt pyproject.to
 	touch $@
 
 test-py312: $(STAMP312) ## The function's tests but the slow ones on Python 3.12 (its Cloud Functions runtime)
-	$(VENV312)/bin/pytest -p no:cacheprovider $(PARALLEL) -m "not slow and not serial" $(PY312_TESTS)
+	$(VENV312)/bin/pytest -p no:cacheprovider -n $(TEST_WORKERS) $(PARALLEL) -m "not slow and not serial" $(PY312_TESTS)
 	$(VENV312)/bin/pytest -p no:cacheprovider -m "not slow and serial" $(PY312_TESTS)
 
 # `make test` runs the 3.12 pass whenever a python3.12 is found; CI (CI=true) requires one.

@@ -30,8 +30,9 @@ _buckets = itertools.count()
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """For parallel runs (`make test`: pytest-xdist, --dist loadgroup): the longest tests first
     (end-to-end and slow, end-to-end, slow; a longer timeout of their own first), so the workers
-    start them at once and finish together; each slow test on its own, the other tests of a
-    module together on one worker, so its module fixtures are set up once."""
+    start them at once and finish together. Each slow test goes to a worker on its own; the
+    other tests of a module go to one worker together, so its module fixtures are set up once;
+    so do a module's serial tests, so they run one after another."""
 
     def rank(item: pytest.Item) -> tuple[int, float]:
         e2e, slow = (item.get_closest_marker(name) is not None for name in ("e2e", "slow"))
@@ -40,7 +41,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     items.sort(key=rank)
     for item in items:
-        if item.get_closest_marker("slow") is None:
+        if item.get_closest_marker("slow") is None or item.get_closest_marker("serial"):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
