@@ -41,17 +41,17 @@ lint: $(STAMP) tf-lint ## ruff check and format, mypy, terraform fmt -check (whe
 	$(BIN)/mypy bitso_archive functions/compact_hour/main.py
 
 # make test runs pytest three times, with pytest-xdist where it is safe:
-# 1. the unit tests and the quick end-to-end ones, on TEST_WORKERS workers (the tests mostly
-#    wait, on servers and on real time, so more workers than cores pay off);
-# 2. the slow end-to-end tests (real minutes through real servers), as many at once, beside
-#    nothing that needs the CPU;
+# 1. the unit tests (and the end-to-end tests marked load_tolerant), on TEST_WORKERS workers:
+#    the tests mostly wait, on servers and on real time, so more workers than cores pay off;
+# 2. the end-to-end tests, which check when things happen to within a second (slot starts,
+#    lateness), beside nothing that needs the CPU;
 # 3. the serial tests, which check timing to tens of milliseconds: beside nothing but each
 #    other, two modules at a time, each module's one after another.
 # The longest start first, each slow test on its own, the rest of a module together
 # (tests/conftest.py).
 TEST_WORKERS ?= 4
 PARALLEL = --dist loadgroup --no-loadscope-reorder
-REAL_TIME = e2e and slow
+TIMED = e2e and not load_tolerant
 UNIT = not e2e and not slow
 
 test: ## Lint, then every test in parallel (the function's again on Python 3.12); says how long
@@ -64,8 +64,8 @@ test: ## Lint, then every test in parallel (the function's again on Python 3.12)
 test-steps:
 	@$(MAKE) --no-print-directory -j3 $(STAMP) $(CHECKOV_STAMP) $(if $(PY312),$(STAMP312))
 	@$(MAKE) --no-print-directory lint
-	$(BIN)/pytest -n $(TEST_WORKERS) $(PARALLEL) -m "not ($(REAL_TIME)) and not serial"
-	$(BIN)/pytest -n $(TEST_WORKERS) $(PARALLEL) -m "$(REAL_TIME) and not serial"
+	$(BIN)/pytest -n $(TEST_WORKERS) $(PARALLEL) -m "not ($(TIMED)) and not serial"
+	$(BIN)/pytest -n $(TEST_WORKERS) $(PARALLEL) -m "$(TIMED) and not serial"
 	$(BIN)/pytest -n 2 $(PARALLEL) -m serial
 	@$(MAKE) --no-print-directory test-py312-if-found
 
