@@ -40,12 +40,18 @@ lint: $(STAMP) tf-lint ## ruff check and format, mypy, terraform fmt -check (whe
 	$(BIN)/mypy $(FUNCTION_DIR)/bitso_collector $(FUNCTION_DIR)/main.py bitso_format.py bitso_logs.py
 	$(BIN)/mypy bitso_archive functions/compact_hour/main.py
 
-# pytest-xdist workers for make test. The tests mostly wait (on servers, on real time), so more
-# workers than cores pay off. Each module goes to one worker (its fixtures are set up once), the
-# modules with the longest tests first (tests/conftest.py). Tests marked serial check timing
-# too closely to share the CPU: they run after, one at a time.
+# make test runs pytest three times, with pytest-xdist where it is safe:
+# 1. the unit tests (and the end-to-end tests marked load_tolerant), on TEST_WORKERS workers:
+#    the tests mostly wait, on servers and on real time, so more workers than cores pay off;
+# 2. the end-to-end tests, which check when things happen to within a second (slot starts,
+#    lateness), beside nothing that needs the CPU;
+# 3. the serial tests, which check timing to tens of milliseconds: beside nothing but each
+#    other, two modules at a time, each module's one after another.
+# The longest start first, each slow test on its own, the rest of a module together
+# (tests/conftest.py).
 TEST_WORKERS ?= 4
-PARALLEL = -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+PARALLEL = --dist loadgroup --no-loadscope-reorder
+TIMED = e2e and not load_tolerant
 UNIT = not e2e and not slow
 
 test: ## Lint, build the docs, then every test in parallel (the function's again on 3.12); timed
@@ -54,9 +60,13 @@ test: ## Lint, build the docs, then every test in parallel (the function's again
 	echo "make test: $$([ $$status = 0 ] && echo passed || echo FAILED) in $$((took / 60)) min $$((took % 60)) s"; \
 	exit $$status
 
-test-steps: lint docs
-	$(BIN)/pytest $(PARALLEL) -m "not serial"
-	$(BIN)/pytest -m serial
+# The virtual environments are made side by side (each pip mostly waits on the network and disk).
+test-steps:
+	@$(MAKE) --no-print-directory -j3 $(STAMP) $(CHECKOV_STAMP) $(if $(PY312),$(STAMP312))
+	@$(MAKE) --no-print-directory lint docs
+	$(BIN)/pytest -n $(TEST_WORKERS) $(PARALLEL) -m "not ($(TIMED)) and not serial"
+	$(BIN)/pytest -n $(TEST_WORKERS) $(PARALLEL) -m "$(TIMED) and not serial"
+	$(BIN)/pytest -n 2 $(PARALLEL) -m serial
 	@$(MAKE) --no-print-directory test-py312-if-found
 
 test-fast: $(STAMP) ## The unit tests: no lint, no end-to-end, slow or Terraform tests (about a minute)

@@ -27,16 +27,23 @@ SCHEDULE_HEADER = "X-CloudScheduler-ScheduleTime"
 _buckets = itertools.count()
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The longest tests first (end-to-end, then slow), so parallel workers (pytest-xdist) start
-    them at once and finish together; otherwise in the order collected."""
+    """For parallel runs (`make test`: pytest-xdist, --dist loadgroup): the longest tests first
+    (end-to-end and slow, end-to-end, slow; a longer timeout of their own first), so the workers
+    start them at once and finish together. Each slow test goes to a worker on its own; the
+    other tests of a module go to one worker together, so its module fixtures are set up once;
+    so do a module's serial tests, so they run one after another."""
 
-    def rank(item: pytest.Item) -> int:
-        return (item.get_closest_marker("e2e") is None) * 2 + (
-            item.get_closest_marker("slow") is None
-        )
+    def rank(item: pytest.Item) -> tuple[int, float]:
+        e2e, slow = (item.get_closest_marker(name) is not None for name in ("e2e", "slow"))
+        timeout = item.get_closest_marker("timeout")
+        return (not e2e) * 2 + (not slow), -(timeout.args[0] if timeout else 0)
 
     items.sort(key=rank)
+    for item in items:
+        if item.get_closest_marker("slow") is None or item.get_closest_marker("serial"):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.fixture

@@ -157,6 +157,7 @@ def most_in_any_window(starts: list[float], window: float = 60.0) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # the REST budget is checked to 50 ms over two minutes
 @pytest.mark.timeout(260)
 def test_two_minutes_with_a_dropped_diff_and_a_cut_keep_every_diff_and_every_trade(
     start_function: StartFunction, fakes: Fakes

@@ -23,7 +23,7 @@ from bitso_format import (
 )
 from bitso_testkit.processes import REPO, base_env
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.load_tolerant]
 BOOKS = ("btc_mxn", "eth_mxn", "xrp_mxn")
 
 
