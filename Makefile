@@ -44,7 +44,7 @@ lint: $(STAMP) tf-lint ## ruff check and format, mypy, terraform fmt -check (whe
 # 1. the unit tests (and the end-to-end tests marked load_tolerant), on TEST_WORKERS workers:
 #    the tests mostly wait, on servers and on real time, so more workers than cores pay off;
 # 2. the end-to-end tests, which check when things happen to within a second (slot starts,
-#    lateness), beside nothing that needs the CPU;
+#    lateness), two at a time, beside nothing else;
 # 3. the serial tests, which check timing to tens of milliseconds: beside nothing but each
 #    other, two modules at a time, each module's one after another.
 # The longest start first, each slow test on its own, the rest of a module together
@@ -65,7 +65,7 @@ test-steps:
 	@$(MAKE) --no-print-directory -j3 $(STAMP) $(CHECKOV_STAMP) $(if $(PY312),$(STAMP312))
 	@$(MAKE) --no-print-directory lint docs
 	$(BIN)/pytest -n $(TEST_WORKERS) $(PARALLEL) -m "not ($(TIMED)) and not serial"
-	$(BIN)/pytest -n $(TEST_WORKERS) $(PARALLEL) -m "$(TIMED) and not serial"
+	$(BIN)/pytest -n 2 $(PARALLEL) -m "$(TIMED) and not serial"
 	$(BIN)/pytest -n 2 $(PARALLEL) -m serial
 	@$(MAKE) --no-print-directory test-py312-if-found
 
