@@ -11,15 +11,17 @@ Protocol (Bitso's docs, WebSocket "General", "Trades" and "Diff-Orders" channels
 
 Faults on demand (thread-safe, for tests): `drop_diffs(n)` withholds the next n diffs (their
 sequences are spent, so the client sees a gap), `cut()` aborts every open connection, `silence(s)`
-sends nothing at all (keep-alives included) for s seconds, `burst(n)` makes n changes at once
-and sends them back to back, `refuse(s)` rejects new connections for s seconds.
+sends nothing at all (keep-alives included) for s seconds, `stall()` sends nothing more on the
+connections open now (a half-dead link: a new connection is served as usual), `burst(n)` makes n
+changes at once and sends them back to back, `refuse(s)` rejects new connections for s seconds.
 
 What each connection was sent is logged in `sent` (data messages, in order), `dropped`, `acks`.
 
 As a process, `python -m bitso_testkit.fake_ws --books btc_mxn,eth_mxn --rate 20` starts the
 exchange, the fake REST server and this socket, prints `{"rest": URL, "ws": URL}` on one line,
 and takes faults as JSON on `POST /_control` of the socket's port (`{"drop_diffs": 1}`,
-`{"cut": true}`, `{"silence": 12}`, `{"burst": 100}`, `{"refuse": 3}`, `{"rate": 50}`);
+`{"cut": true}`, `{"silence": 12}`, `{"stall": true}`, `{"burst": 100}`, `{"refuse": 3}`,
+`{"rate": 50}`);
 `GET /_stats` answers the counts.
 """
 
@@ -75,6 +77,8 @@ class _Connection:
         self.ws = ws
         self.request = request
         self.subscriptions: set[tuple[str, str]] = set()
+        #: Sent nothing more (`FakeBitsoWs.stall`).
+        self.stalled = False
 
 
 class FakeBitsoWs:
@@ -176,6 +180,13 @@ class FakeBitsoWs:
     def cut(self) -> None:
         """Abort every open connection (no close frame: the client sees the link die)."""
         self._call(self._cut)
+
+    def stall(self) -> None:
+        """Send nothing more on the connections open now, keep-alives included, and keep them
+        open: the client sees only silence. Connections opened later are served as usual."""
+        with self._lock:
+            for connection in self._connections.values():
+                connection.stalled = True
 
     def silence(self, seconds: float) -> None:
         """Send nothing on any connection, keep-alives included, for `seconds`."""
@@ -317,7 +328,9 @@ class FakeBitsoWs:
     async def _broadcast(self, book: str, message: dict[str, Any]) -> None:
         key = (book, message["type"])
         with self._lock:
-            targets = [c for c in self._connections.values() if key in c.subscriptions]
+            targets = [
+                c for c in self._connections.values() if key in c.subscriptions and not c.stalled
+            ]
         for connection in targets:
             if await self._send(connection, message):
                 with self._lock:
@@ -331,7 +344,7 @@ class FakeBitsoWs:
             if self._silent():
                 continue
             with self._lock:
-                targets = list(self._connections.values())
+                targets = [c for c in self._connections.values() if not c.stalled]
             for connection in targets:
                 if await self._send(connection, KEEPALIVE):
                     with self._lock:
@@ -357,7 +370,7 @@ class FakeBitsoWs:
         return web.json_response({"ok": True})
 
     async def _apply(self, changes: dict[str, Any]) -> None:
-        known = {"drop_diffs", "cut", "silence", "burst", "refuse", "rate"}
+        known = {"drop_diffs", "cut", "silence", "stall", "burst", "refuse", "rate"}
         unknown = set(changes) - known
         if unknown:
             raise ValueError(f"unknown fault(s) {', '.join(sorted(unknown))}; allowed: {known}")
@@ -367,6 +380,8 @@ class FakeBitsoWs:
             self._cut()
         if "silence" in changes:
             self.silence(float(changes["silence"]))
+        if changes.get("stall"):
+            self.stall()
         if "refuse" in changes:
             self.refuse(float(changes["refuse"]))
         if "rate" in changes:

@@ -124,17 +124,26 @@ def start_function(tmp_path: Path) -> Iterator[StartFunction]:
     with ExitStack() as stack:
         count = 0
 
-        def start(settings: Mapping[str, str], shifted_clock: bool = True) -> FunctionServer:
+        def start(
+            settings: Mapping[str, str],
+            shifted_clock: bool = True,
+            after: FunctionServer | None = None,
+        ) -> FunctionServer:
+            """`after`: a server this one replaces, as a new instance does: the same data
+            directory and the same (shifted) clock."""
             nonlocal count
             count += 1
-            data_dir = tmp_path / f"data{count}"
+            data_dir = after.data_dir if after is not None else tmp_path / f"data{count}"
             log_path = tmp_path / f"function{count}.log"
             port = free_port()
             env = {"LOCAL_DATA_DIR": str(data_dir), **settings}
             cli = ["--target=fetch_book", f"--source={FUNCTION_DIR / 'main.py'}", f"--port={port}"]
             clock = None
-            if shifted_clock:
+            if after is not None:
+                clock = after.clock
+            elif shifted_clock:
                 clock = ClockControl(tmp_path / f"clock{count}")
+            if clock is not None:
                 env[SHIFT_FILE_ENV] = str(clock.path)
                 args = [sys.executable, "-m", "tests.support.serve_function", *cli]
             else:

@@ -1,44 +1,20 @@
 """A clock whose shift (and speed) a test sets through a file, so a server process's calls land
 where the test chooses in a minute (never where the wall clock happens to be).
 
-The file holds `shift` (the real clock moved by that many seconds) or `shift speed origin`: from
-the real instant `origin` on, time runs `speed` times as fast, a time-lapse in which minutes,
-their names and Bitso's one-minute window stay what they are while a test takes a tenth as long.
+The file holds a `bitso_testkit.timelapse.Timeline`: `shift` (the real clock moved by that many
+seconds), or `shift speed origin [slow_before slow_after]`, a time-lapse.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from bitso_collector.clock import SystemClock
+from bitso_testkit.timelapse import Timeline
 
 SHIFT_FILE_ENV = "TEST_CLOCK_SHIFT_FILE"
-
-
-@dataclass(frozen=True)
-class Timeline:
-    """Virtual time `origin + shift + (real - origin) * speed`."""
-
-    shift: float = 0.0
-    speed: float = 1.0
-    origin: float = 0.0
-
-    @classmethod
-    def parse(cls, text: str) -> Timeline:
-        parts = [float(part) for part in text.split()] or [0.0]
-        return cls(*parts)
-
-    def dump(self) -> str:
-        return f"{self.shift!r} {self.speed!r} {self.origin!r}"
-
-    def virtual(self, real: float) -> float:
-        return self.origin + self.shift + (real - self.origin) * self.speed
-
-    def real(self, virtual: float) -> float:
-        return self.origin + (virtual - self.origin - self.shift) / self.speed
 
 
 class FileShiftedClock:
@@ -69,15 +45,22 @@ class ClockControl:
     def now(self) -> float:
         return Timeline.parse(self.path.read_text()).virtual(time.time())
 
-    def jump_to_minute(self, seconds_into_minute: float = 0.5, speed: float = 1.0) -> float:
+    def jump_to_minute(
+        self,
+        seconds_into_minute: float = 0.5,
+        speed: float = 1.0,
+        slow_before: float = 0.0,
+        slow_after: float = 0.0,
+    ) -> float:
         """Shift the clock so it reads `seconds_into_minute` into a minute no call has used
-        yet, running `speed` times as fast from now on; returns that minute's start (epoch
-        seconds)."""
+        yet, running `speed` times as fast from now on (but at the real pace for `slow_before`
+        and `slow_after` seconds around each minute's start); returns that minute's start
+        (epoch seconds)."""
         minute = max(math.ceil(self.now() / 60) + 1, self._last_minute + 1)
         self._last_minute = minute
         start = minute * 60.0
         now = time.time()
-        timeline = Timeline(start + seconds_into_minute - now, speed, now)
+        timeline = Timeline(start + seconds_into_minute - now, speed, now, slow_before, slow_after)
         self.path.write_text(timeline.dump())
         return start
 

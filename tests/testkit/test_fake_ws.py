@@ -155,6 +155,18 @@ def test_a_silent_connection_sends_nothing_but_stays_open(socket: FakeBitsoWs) -
     assert data(quiet, "diff-orders") == []
 
 
+def test_a_stalled_connection_goes_quiet_while_a_new_one_is_served(socket: FakeBitsoWs) -> None:
+    received, how = asyncio.run(listen(socket.url, [("btc_mxn", "diff-orders")], 1.2, socket.stall))
+    assert how == "open"  # never closed: the client hears only silence
+    diffs = data(received, "diff-orders")
+    assert diffs == socket.sent_to(1)
+    # Stalled a third of the way in at 100 a second: nothing after it, keep-alives neither.
+    assert 10 < len(diffs) < 70
+    assert received[-1].get("type") == "diff-orders"
+    later, _ = asyncio.run(listen(socket.url, [("btc_mxn", "diff-orders")], 0.5))
+    assert len(data(later, "diff-orders")) > 20
+
+
 def test_a_burst_sends_every_message_back_to_back(socket: FakeBitsoWs) -> None:
     socket.set_rate(0)
     received, _ = asyncio.run(

@@ -391,6 +391,41 @@ def test_the_state_turns_messages_into_lines_counts_and_the_record_part() -> Non
     assert state.cut(start + 3601).objects == {}  # every line handed over exactly once
 
 
+def test_a_line_and_a_cut_that_race_still_fall_on_the_right_side_of_cut_at() -> None:
+    """Times are read before the state's lock is taken. A message read just after the cut's
+    time but taken in first is in that cut, which then ends at its time; one read just before
+    a cut that took the lock first is in the next cut, stamped at that cut: a cut holds exactly
+    what was received after the previous cut and up to its own `cut_at`."""
+    start = MINUTE_MS / 1000
+    state = StreamState(["btc_mxn"], CHANNELS, EVERY_MS, ShiftedClock(0.0))
+    state.acknowledged("btc_mxn", "diff-orders", start)
+
+    def diff(sequence: int) -> Any:
+        text = {"type": "diff-orders", "book": "btc_mxn", "sequence": sequence, "payload": []}
+        return classify(json.dumps(text), CHANNELS)
+
+    def received(cut: Any) -> list[float]:
+        [stream] = cut.objects.values()
+        lines = gzip.decompress(stream.finish()).splitlines()
+        return [parse_iso_millis(json.loads(line)["received_at"]) / 1000 for line in lines]
+
+    state.received(diff(1), start + 1.0)
+    state.received(diff(2), start + 59.020)
+    first = state.cut(start + 59.019)
+    state.received(diff(3), start + 59.010)
+    state.received(diff(4), start + 70.0)
+    second = state.cut(start + 119.0)
+
+    assert first.at == start + 59.020
+    assert received(first) == [start + 1.0, start + 59.020]
+    assert received(second) == [start + 59.020, start + 70.0]
+    first_covers = first.channels[("btc_mxn", "diff-orders")].covers
+    second_covers = second.channels[("btc_mxn", "diff-orders")].covers
+    assert first_covers is not None and second_covers is not None
+    assert first_covers[1] == second_covers[0] == first.at
+    assert second.channels[("btc_mxn", "diff-orders")].continuous
+
+
 def test_cut_objects_are_named_by_the_calls_minute_or_the_shutdown_under_the_receipt_hour() -> None:
     clock = ShiftedClock(0.0)
     session = offline_session("p", clock)

@@ -8,6 +8,7 @@ It is the calls' slot policy (`bitso_collector.slot_policy.SlotPolicy`) while st
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -61,6 +62,10 @@ class StreamState:
         self._tallies = {key: ChannelTally() for key in keys}
         self._objects: dict[ObjectKey, StreamObject] = {}
         self._frozen: list[tuple[float, float]] = []
+        #: The previous cut, and the latest receipt time in the lines since: a time is read
+        #: before the lock is taken, so a line and a cut can race (`_stamp`, `cut`).
+        self._cut_at = -math.inf
+        self._latest = -math.inf
         self._reset_counts()
 
     def _reset_counts(self) -> None:
@@ -116,14 +121,23 @@ class StreamState:
                 else:
                     self._ignored += 1
             return
-        data = encode_line(stream_line(seconds_to_ms(at), item.message))
         with self._lock:
+            at = self._stamp(at)
+            data = encode_line(stream_line(seconds_to_ms(at), item.message))
             self._object(key, at).add_encoded(data)
             gap = self._tallies[key].received(at, item.sequence)
             if item.channel == DIFF_ORDERS and gap is not None:
                 self._planner.gap(key[0])
             elif item.trade_ids:
                 self._planner.held(key[0], item.trade_ids)
+
+    def _stamp(self, at: float) -> float:
+        """The receipt time a line is stored with (lock held): a time read before a cut that
+        took the lock first is that cut's, so the line, stored in the next cut, never reads as
+        received before the cut that did not hold it."""
+        at = max(at, self._cut_at)
+        self._latest = max(self._latest, at)
+        return at
 
     def _object(self, key: tuple[str, str], at: float) -> StreamObject:
         object_key = (*key, floor_hour(seconds_to_ms(at)))
@@ -152,6 +166,7 @@ class StreamState:
             window = planned.window or TradesWindow(0)
             page = choose(trades, window, self._planner.held_tids(planned.book))
             key = (planned.book, "trades")
+            at = self._stamp(at)
             for trade in page.chosen:
                 self._object(key, at).add_encoded(
                     encode_line(backfill_line(seconds_to_ms(at), trade.entry))
@@ -162,8 +177,12 @@ class StreamState:
 
     # -- the cut ----------------------------------------------------------------------------
     def cut(self, at: float) -> Cut:
-        """Everything since the previous cut, handed over; the next cut starts empty."""
+        """Everything since the previous cut, handed over; the next cut starts empty. A line
+        stamped after `at` was read (before this took the lock) moves the cut to its time, so
+        a cut holds exactly the lines received after the previous cut and up to its own."""
         with self._lock:
+            at = max(at, self._latest)
+            self._cut_at, self._latest = at, -math.inf
             frozen = [(a, min(b, at)) for a, b in self._frozen if a < at]
             self._frozen = [(max(a, at), b) for a, b in self._frozen if b > at]
             channels = {key: tally.cut(at, frozen) for key, tally in self._tallies.items()}
