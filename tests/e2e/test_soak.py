@@ -76,7 +76,7 @@ from bitso_testkit.market import Exchange, Market
 from bitso_testkit.strict_gcs import StrictGcs, running_strict_gcs
 from tests.conftest import FunctionServer, StartFunction
 
-pytestmark = [pytest.mark.e2e, pytest.mark.soak]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.soak]
 
 SEED = 1606
 BOOKS = ("btc_mxn", "eth_mxn")
