@@ -35,14 +35,14 @@ def _check_parquet(data: bytes) -> pa.Table:
         "level",
         "price",
         "amount",
-        "oid",
+        "orders",
     ]
     types = {f.name: f.type for f in table.schema}
     assert types["slot"] == TS and types["received_at"] == TS
     assert types["price"] == DEC and types["amount"] == DEC
     assert types["sequence"] == pa.int64() and types["level"] == pa.int32()
-    assert types["side"] == pa.string() and types["oid"] == pa.string()
-    assert table.schema.field("oid").nullable
+    assert types["side"] == pa.string() and types["orders"] == pa.int32()
+    assert table.schema.field("orders").nullable
     return table
 
 
@@ -63,7 +63,7 @@ def test_compact_local_layout_schema_and_values(local_archive: Path) -> None:
         ("ask", 1, Decimal("46990.5"), Decimal("12.5")),
     ]
     assert first[0]["slot"].isoformat() == "2026-11-20T10:00:00+00:00"
-    assert first[0]["oid"] is None
+    assert first[0]["orders"] is None
     # rows are in slot order, bids then asks
     slots = btc.column("slot").cast(pa.int64()).to_pylist()
     assert slots == sorted(slots)
