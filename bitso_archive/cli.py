@@ -1,4 +1,4 @@
-"""``python -m bitso_archive {load,gaps,compact,book,replay,trades} SOURCE ...``.
+"""``python -m bitso_archive {load,gaps,compact,book,replay,trades,export,sql,plot} SOURCE ...``.
 
 SOURCE is a local directory or ``gs://bucket[/prefix]``. Times are UTC, ISO 8601
 (``2026-11-24T14:00`` or ``2026-11-24T14:00:00Z``); the end is excluded. Bad
@@ -46,6 +46,11 @@ examples:
       --end 2026-11-24T15:00 --every 1s --depth 10 --out top10.parquet
   python -m bitso_archive trades data --start 2026-11-24T14:00 --end 2026-11-24T15:00 \\
       --out trades.csv
+  python -m bitso_archive export data --start 2026-11-24T14:00 --end 2026-11-24T15:00 \\
+      --out tables --tables quotes,trades
+  python -m bitso_archive sql tables "SELECT count(*) FROM quotes"
+  python -m bitso_archive plot data --book btc_mxn --start 2026-11-24T14:00 \\
+      --end 2026-11-24T14:10 --out btc.png
 """
 TIME_HELP = "UTC time, ISO 8601, e.g. 2026-11-24T14:00 or 2026-11-24T14:00:00Z"
 DEFAULT_DEPTH = 50
@@ -126,6 +131,35 @@ def _out_path(text: str) -> Path:
     return path
 
 
+def _tables(text: str) -> tuple[str, ...]:
+    from bitso_archive.datasets.tables import check_tables  # noqa: PLC0415
+
+    try:
+        return check_tables(text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _table_depth(text: str) -> int:
+    from bitso_archive.datasets.tables import MAX_DEPTH  # noqa: PLC0415
+
+    if not text.isdigit() or not 1 <= int(text) <= MAX_DEPTH:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is out of range; book_snapshots take a whole number of levels a side "
+            f"from 1 to {MAX_DEPTH}"
+        )
+    return int(text)
+
+
+def _table_every(text: str) -> int:
+    from bitso_archive.datasets.tables import check_every  # noqa: PLC0415
+
+    try:
+        return check_every(_interval(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
 def _png_path(text: str) -> Path:
     path = Path(text)
     if path.suffix.lower() != ".png":
@@ -165,7 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
     )
     sub = parser.add_subparsers(
-        dest="command", required=True, metavar="{load,gaps,compact,book,replay,trades}"
+        dest="command",
+        required=True,
+        metavar="{load,gaps,compact,book,replay,trades,export,sql,plot}",
     )
 
     p_load = sub.add_parser(
@@ -256,6 +292,37 @@ def build_parser() -> argparse.ArgumentParser:
         "taker_order, source (stream or rest).",
     )
     p_trades.add_argument("--out", type=_out_path, required=True, help="file.csv or file.parquet")
+
+    from bitso_archive.datasets import tables  # noqa: PLC0415 - argparse types need it anyway
+
+    p_export = sub.add_parser(
+        "export",
+        parents=[common],
+        help="the research tables of a range, as Parquet, into a directory",
+        description="Write the tables trades, book_changes, book_snapshots, quotes and coverage "
+        "of [start, end) (the current hour included) into DIR/<table>/book=B/year=Y/month=M/"
+        "day=D/hour=H/B_YYYYMMDDTHH.parquet, one file per table, book and hour, replacing "
+        "those files (see docs/datasets.md). Bad input changes nothing already written.",
+    )
+    p_export.add_argument("--out", type=Path, required=True, help="the directory to write into")
+    p_export.add_argument(
+        "--tables",
+        type=_tables,
+        default=tables.TABLES,
+        help=f"comma-separated tables (default: all: {','.join(tables.TABLES)})",
+    )
+    p_export.add_argument(
+        "--depth",
+        type=_table_depth,
+        default=tables.DEFAULT_DEPTH,
+        help=f"book_snapshots: levels a side (default {tables.DEFAULT_DEPTH})",
+    )
+    p_export.add_argument(
+        "--every",
+        type=_table_every,
+        default=tables.DEFAULT_EVERY_MS,
+        help="book_snapshots: the interval, e.g. 500ms, 1s, 1m (default 1s)",
+    )
     return parser
 
 
@@ -294,6 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "book": _cmd_book,
             "replay": _cmd_replay,
             "trades": _cmd_trades,
+            "export": _cmd_export,
         }[args.command]
         return command(args, source)
     except KeyboardInterrupt:
@@ -373,15 +441,16 @@ def _cmd_gaps(args: argparse.Namespace, source: Source) -> int:
 
 
 def _cmd_compact(args: argparse.Namespace, source: Source) -> int:
-    from bitso_archive.compact import compact_range  # noqa: PLC0415
+    from bitso_archive.compact import LEVELS_KIND, compact_range  # noqa: PLC0415
 
     result = compact_range(
         source, args.start, args.end, args.books, compacted_prefix=args.compacted_prefix
     )
     for out in result.outputs:
         size = f"{out.bytes:,} bytes" if out.status == "written" else ""
+        what = f"{out.snapshots} snapshots" if out.kind == LEVELS_KIND else out.kind
         print(
-            f"{out.status:8} {out.object}  {out.snapshots} snapshots, {out.rows} rows"
+            f"{out.status:8} {out.object}  {what}: {out.rows} rows"
             f"{', ' + str(len(out.corrupt)) + ' corrupt' if out.corrupt else ''}  {size}".rstrip()
         )
     summary = result.as_dict()
@@ -453,5 +522,25 @@ def _cmd_trades(args: argparse.Namespace, source: Source) -> int:
         result.duplicates,
         result.objects,
         len(result.corrupt),
+    )
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace, source: Source) -> int:
+    from bitso_archive.datasets.export import export  # noqa: PLC0415
+    from bitso_archive.datasets.tables import TableOptions  # noqa: PLC0415
+
+    options = TableOptions(args.tables, args.depth, args.every)
+    result = export(source, args.start, args.end, args.out, args.books, options)
+    for written in result.files:
+        if written.status == "written":
+            log.info(
+                "%s  %s rows, %s bytes", written.object, f"{written.rows:,}", f"{written.bytes:,}"
+            )
+    summary = result.as_dict()
+    print(
+        f"{summary['written']} files written to {args.out} ({summary['rows']:,} rows, "
+        f"{summary['bytes']:,} bytes) for {', '.join(result.books)}; {summary['empty']} tables "
+        f"without rows; {len(result.corrupt)} corrupt objects skipped"
     )
     return 0

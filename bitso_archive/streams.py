@@ -135,7 +135,9 @@ def parse_diffs(data: bytes, book: str) -> list[Diff]:
         except ValueError as exc:
             raise CorruptError(f"line {number}: {exc}") from None
         latest = max(latest, parsed.received_ms)
-        diffs.append(Diff(sequence, latest, changes))
+        sent = message.get("sent")
+        sent_ms = sent if isinstance(sent, int) and not isinstance(sent, bool) else None
+        diffs.append(Diff(sequence, latest, changes, sent_ms))
     return diffs
 
 
