@@ -193,8 +193,11 @@ def _stream_segments(
 
 def _known_segment(span: KnownSpan, diffs: Sequence[Diff], start: int, end: int) -> Segment:
     """The book at ``start`` (the anchor and the diffs received by then), then every diff of
-    the chain received before ``end``, as the levels it changed."""
+    the chain received before ``end``, as the levels it changed; when the span ends at its
+    chain's last diff, that diff too (received at the first unknown instant, it is no less a
+    change: the tables hold every diff the chain applies)."""
     chain = span.chain
+    limit = end + 1 if end == span.end_ms == chain.known_until_ms else end
     anchor = chain.anchor
     book = OrderBook(anchor.orders)
     sequence, sent, index = anchor.sequence, None, 0
@@ -207,7 +210,7 @@ def _known_segment(span: KnownSpan, diffs: Sequence[Diff], start: int, end: int)
     opening = BookState(start, sent, sequence, _levels(book))
 
     def steps(index: int = index) -> Iterator[BookStep]:
-        while index < chain.end and diffs[index].received_ms < end:
+        while index < chain.end and diffs[index].received_ms < limit:
             diff = diffs[index]
             index += 1
             if diff.sequence <= anchor.sequence:

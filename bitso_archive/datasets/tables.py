@@ -81,7 +81,7 @@ class TableOptions:
     every_ms: int = DEFAULT_EVERY_MS
 
     def __post_init__(self) -> None:
-        check_tables(self.tables)
+        object.__setattr__(self, "tables", check_tables(self.tables))  # in TABLES order
         check_depth(self.depth)
         check_every(self.every_ms)
 

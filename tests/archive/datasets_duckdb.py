@@ -15,6 +15,7 @@ import duckdb
 
 TABLES = ("trades", "book_changes", "book_snapshots", "quotes", "coverage")
 Level = tuple[Decimal, Decimal, int | None]  # price, amount, orders
+Levels = list[Level]
 
 
 def connect(root: Path) -> duckdb.DuckDBPyConnection:
