@@ -14,16 +14,20 @@ import logging
 import re
 import sys
 from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from bitso_archive.layout import TimeError, parse_time
 from bitso_archive.sources import Source, SourceError, open_source
+from bitso_archive.texttable import text_table
 from bitso_format import (
     BITSO_LIMIT_PER_MINUTE,
     BOOK_PATTERN,
     DEFAULT_COMPACTED_PREFIX,
     DEFAULT_REQUESTS_PER_MINUTE,
+    datetime_to_ms,
     iso_millis,
 )
 
@@ -323,6 +327,33 @@ def build_parser() -> argparse.ArgumentParser:
         default=tables.DEFAULT_EVERY_MS,
         help="book_snapshots: the interval, e.g. 500ms, 1s, 1m (default 1s)",
     )
+
+    p_sql = sub.add_parser(
+        "sql",
+        parents=[base],
+        help="query the tables in DuckDB, the views already named",
+        description="Run one SQL query (DuckDB) over the tables of an export directory, or of "
+        "an archive's compacted/ (where levels is a view too): the views trades, "
+        "book_changes, book_snapshots, quotes and coverage, each with the partitions book, "
+        "year, month, day and hour. Times in UTC.",
+    )
+    p_sql.add_argument("query", help='e.g. "SELECT count(*) FROM quotes"')
+    p_sql.add_argument("--csv", action="store_true", help="print CSV instead of a text table")
+    p_sql.add_argument(
+        "--compacted-prefix",
+        default=DEFAULT_COMPACTED_PREFIX,
+        help=f"in an archive, the folder of the tables (default {DEFAULT_COMPACTED_PREFIX})",
+    )
+
+    p_plot = sub.add_parser(
+        "plot",
+        parents=[base, span],
+        help="mid, spread and trades of one book over a range, unknown spans shaded, to PNG",
+        description="Draw the mid and the spread of --book from its quotes, its trades on the "
+        "mid, and every span the archive cannot know shaded grey, to a PNG.",
+    )
+    p_plot.add_argument("--book", type=_book, required=True, help="the book, e.g. btc_mxn")
+    p_plot.add_argument("--out", type=_png_path, required=True, help="file.png")
     return parser
 
 
@@ -362,6 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "replay": _cmd_replay,
             "trades": _cmd_trades,
             "export": _cmd_export,
+            "sql": _cmd_sql,
+            "plot": _cmd_plot,
         }[args.command]
         return command(args, source)
     except KeyboardInterrupt:
@@ -542,5 +575,55 @@ def _cmd_export(args: argparse.Namespace, source: Source) -> int:
         f"{summary['written']} files written to {args.out} ({summary['rows']:,} rows, "
         f"{summary['bytes']:,} bytes) for {', '.join(result.books)}; {summary['empty']} tables "
         f"without rows; {len(result.corrupt)} corrupt objects skipped"
+    )
+    return 0
+
+
+def _cmd_sql(args: argparse.Namespace, source: Source) -> int:
+    from bitso_archive.datasets.sql import query  # noqa: PLC0415
+    from bitso_archive.sources import LocalSource  # noqa: PLC0415
+
+    if not isinstance(source, LocalSource):
+        raise ValueError(
+            f"sql reads local directories, not {source.url}; copy the tables here "
+            "(gcloud storage cp -r) or query them in BigQuery"
+        )
+    result = query(source.root, args.query, args.compacted_prefix)
+    if args.csv:
+        import pyarrow.csv as pacsv  # noqa: PLC0415
+
+        sink = pacsv.CSVWriter(sys.stdout.buffer, result.schema)
+        sink.write_table(result)
+        sink.close()
+        return 0
+    rows = [["" if v is None else _cell(v) for v in row.values()] for row in result.to_pylist()]
+    for line in text_table(result.schema.names, rows, right=set()):
+        print(line)
+    print(f"({result.num_rows} rows)")
+    return 0
+
+
+def _cell(value: Any) -> str:
+    """A value as a researcher reads it: exact decimals without padding zeros, UTC times."""
+    if isinstance(value, Decimal):
+        text = format(value, "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    if isinstance(value, datetime):
+        return iso_millis(datetime_to_ms(value))
+    return str(value)
+
+
+def _cmd_plot(args: argparse.Namespace, source: Source) -> int:
+    from bitso_archive.datasets.plot import plot  # noqa: PLC0415
+
+    drawn = plot(source, args.book, args.start, args.end, args.out)
+    log.info(
+        "%s to %s: %d quotes, %d trades, %d unknown spans (%.1f s)",
+        args.book,
+        drawn.path,
+        drawn.quotes,
+        drawn.trades,
+        drawn.unknown_spans,
+        drawn.unknown_ms / 1000,
     )
     return 0

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import pyarrow as pa
+
 from bitso_archive.datasets.base import BookTable
 from bitso_archive.datasets.book_changes import BookChangesTable
 from bitso_archive.datasets.book_snapshots import BookSnapshotsTable
@@ -34,6 +36,7 @@ from bitso_archive.datasets.tables import (
     TableOptions,
     table_object,
 )
+from bitso_archive.datasets.trades import SCHEMA as TRADES_SCHEMA
 from bitso_archive.datasets.trades import trades_file
 from bitso_archive.snapshots import Corrupt
 from bitso_archive.sources import Source
@@ -46,6 +49,16 @@ _BOOK_TABLES: dict[str, Callable[[TableOptions], BookTable]] = {
     BOOK_SNAPSHOTS: lambda options: BookSnapshotsTable(options.depth, options.every_ms),
     QUOTES: lambda _options: QuotesTable(),
     COVERAGE: lambda _options: CoverageTable(),
+}
+
+
+#: Each table's columns (``book`` and the time partitions come from the path).
+SCHEMAS: dict[str, pa.Schema] = {
+    TRADES: TRADES_SCHEMA,
+    BOOK_CHANGES: BookChangesTable.schema,
+    BOOK_SNAPSHOTS: BookSnapshotsTable.schema,
+    QUOTES: QuotesTable.schema,
+    COVERAGE: CoverageTable.schema,
 }
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from bitso_archive.cli import main
+from bitso_archive.datasets.plot import plot
 from bitso_archive.datasets.tables import TableOptionError, TableOptions
 from tests.archive.stream_market import MinutePlan, World, build_world
 
@@ -104,3 +106,76 @@ def test_export_replaces_its_own_files_whole(
     assert changed == ["book_snapshots"]  # the other tables' files are left as they were
     assert sorted(second) == sorted(first)
     assert not [p for p in out.rglob(".*")]  # no temporary file left behind
+
+
+def test_sql_opens_the_tables_with_their_views_named(
+    archive_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "tables"
+    only = ["--tables", "quotes,coverage"]
+    assert run(capsys, "export", str(archive_dir), *HOUR, *only, "--out", str(out))[0] == 0
+    [direct] = duckdb.sql(
+        f"SELECT count(*) FROM read_parquet('{out}/quotes/*/*/*/*/*/*.parquet')"
+    ).fetchall()
+    assert direct[0] > 5
+    query = "SELECT count(*) AS n, min(book) AS book, min(year) AS year FROM quotes"
+    code, printed, err = run(capsys, "sql", str(out), query, "--csv")
+    assert code == 0, err
+    assert printed.splitlines() == ['"n","book","year"', f'{direct[0]},"btc_mxn",2026']
+    # A table without files is an empty view with its columns, not an error.
+    code, printed, _ = run(capsys, "sql", str(out), "SELECT tid, price, hour FROM trades")
+    assert code == 0 and printed.splitlines()[-1] == "(0 rows)"
+    code, printed, _ = run(
+        capsys, "sql", str(out), "SELECT reason, known FROM coverage ORDER BY start LIMIT 2"
+    )
+    assert printed.splitlines()[2:4] == [
+        "before_first_anchor  False",
+        "stream               True",
+    ]
+    code, _printed, err = run(capsys, "sql", str(out), "SELECT * FROM levels")
+    assert code == 1 and err.startswith("error: the query failed: Catalog Error")
+    code, _printed, err = run(capsys, "sql", "gs://bucket/x", "SELECT 1")
+    assert code == 1 and "sql reads local directories, not gs://bucket/x" in err
+
+
+def test_sql_on_an_archive_reads_what_compact_wrote(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = world.archive.write_local(tmp_path / "archive")
+    assert run(capsys, "compact", str(root), *HOUR)[0] == 0
+    query = (
+        "SELECT (SELECT count(*) FROM levels) > 0 AS levels, "
+        "(SELECT count(DISTINCT tid) = count(*) FROM trades) AS once, "
+        "(SELECT count(*) FROM book_snapshots) > 0 AS snapshots"
+    )
+    code, printed, err = run(capsys, "sql", str(root), query, "--csv")
+    assert code == 0, err
+    assert printed.splitlines()[1] == "true,true,true"
+
+
+def test_plot_draws_the_tables(
+    archive_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    png = tmp_path / "btc.png"
+    span = ["--start", "2026-11-20T10:00", "--end", "2026-11-20T10:03"]
+    drawn = plot(archive_dir, "btc_mxn", "2026-11-20T10:00", "2026-11-20T10:03", png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = tmp_path / "tables"
+    assert run(capsys, "export", str(archive_dir), *span, "--out", str(out))[0] == 0
+    counts = duckdb.sql(
+        f"SELECT (SELECT count(*) FROM read_parquet('{out}/quotes/*/*/*/*/*/*.parquet')), "
+        f"(SELECT count(*) FROM read_parquet('{out}/trades/*/*/*/*/*/*.parquet')), "
+        f"(SELECT count(*) FROM read_parquet('{out}/coverage/*/*/*/*/*/*.parquet') "
+        "WHERE NOT known)"
+    ).fetchall()[0]
+    assert counts == (drawn.quotes, drawn.trades, drawn.unknown_spans)
+    assert drawn.quotes > 5 and drawn.trades > 100 and drawn.unknown_spans >= 3
+    code, _out, err = run(
+        capsys, "plot", str(archive_dir), "--book", "btc_mxn", *span, "--out", "x.jpg"
+    )
+    assert code == 2 and "'x.jpg' must end in .png" in err
+    later = ["--start", "2026-11-20T12:00", "--end", "2026-11-20T12:05"]
+    code, _out, err = run(
+        capsys, "plot", str(archive_dir), "--book", "btc_mxn", *later, "--out", str(png)
+    )
+    assert code == 1 and "nothing of btc_mxn was recorded" in err
