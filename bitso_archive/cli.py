@@ -244,9 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_compact = sub.add_parser(
         "compact",
         parents=[common],
-        help="each closed hour in range to one Parquet file per book",
+        help="each closed hour in range to Parquet: the levels and the research tables",
         description="Compact every hour overlapping [start, end), whole, into "
-        "compacted/book=B/year=Y/month=M/day=D/hour=H/*.parquet in the same source.",
+        "compacted/book=B/year=Y/month=M/day=D/hour=H/*.parquet (the snapshots' levels) and "
+        "compacted/<table>/book=B/... (trades, book_changes, book_snapshots, quotes, coverage: "
+        "see export) in the same source, create-only.",
     )
     p_compact.add_argument(
         "--compacted-prefix",

@@ -1,8 +1,10 @@
-"""``export`` refuses bad input with one clear line naming what was wrong and what is allowed, and
-a refused export changes nothing already written."""
+"""The datasets' command line: ``export`` refuses bad input with one clear line naming what was
+wrong and what is allowed, changing nothing already written; ``sql`` opens the tables with their
+views named; ``plot`` draws them; and only the adapter reads the reader's stream internals."""
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import duckdb
@@ -179,3 +181,29 @@ def test_plot_draws_the_tables(
         capsys, "plot", str(archive_dir), "--book", "btc_mxn", *later, "--out", str(png)
     )
     assert code == 1 and "nothing of btc_mxn was recorded" in err
+
+
+def test_only_the_adapter_reads_the_readers_stream_internals() -> None:
+    """When the reader changes how it chains the streams, only source_adapter.py changes."""
+    internals = {
+        "bitso_archive.streams",
+        "bitso_archive.orderbook",
+        "bitso_archive.trades",
+        "bitso_archive.coverage",
+        "bitso_archive.stream_records",
+    }
+    package = Path(__file__).resolve().parents[2] / "bitso_archive" / "datasets"
+    users = {}
+    for module in sorted(package.glob("*.py")):
+        tree = ast.parse(module.read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        if imported & internals:
+            users[module.name] = sorted(imported & internals)
+    assert users == {
+        "source_adapter.py": [
+            "bitso_archive.orderbook",
+            "bitso_archive.streams",
+            "bitso_archive.trades",
+        ]
+    }
