@@ -337,7 +337,7 @@ variable "compaction_memory" {
 }
 
 variable "compaction_timeout_seconds" {
-  description = "Timeout of one compact_hour call (also its scheduler attempt deadline). A book-hour of 200,000 diffs compacts (levels and tables) in 11 s on 2 cores (28 s when they are busy) (make bench-datasets), so 600 s covers ten such books with room to spare."
+  description = "Timeout of one compact_hour call (also its scheduler attempt deadline). A book-hour of 200,000 diffs compacts (levels and tables) in 11 s on 2 cores, 28 s when they are busy (make bench-datasets), so 600 s covers ten such books with room to spare."
   type        = number
   default     = 600
 
