@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 FUNCTION_DIR := functions/fetch_book
 
 .DEFAULT_GOAL := help
-.PHONY: help install run serve lint test bench clean
+.PHONY: help install run serve lint test test-steps test-fast bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -34,17 +34,36 @@ serve: $(STAMP) ## Serve fetch_book on http://127.0.0.1:8080 (HOST=0.0.0.0 to se
 	$(BIN)/functions-framework --target=fetch_book --source=$(FUNCTION_DIR)/main.py \
 		--host=$(HOST) --port=$(PORT)
 
-lint: $(STAMP) tf-lint ## ruff check, ruff format --check, mypy, terraform fmt -check, checkov
+lint: $(STAMP) tf-lint ## ruff check and format, mypy, terraform fmt -check (when found), checkov
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(FUNCTION_DIR)/bitso_collector $(FUNCTION_DIR)/main.py bitso_format.py bitso_logs.py
 	$(BIN)/mypy bitso_archive functions/compact_hour/main.py
 
-test: lint ## Lint, then every test (and the function's tests again on Python 3.12)
-	$(BIN)/pytest
+# pytest-xdist workers for make test. The tests mostly wait (on servers, on real time), so more
+# workers than cores pay off. Each module goes to one worker (its fixtures are set up once), the
+# modules with the longest tests first (tests/conftest.py). Tests marked serial check timing
+# too closely to share the CPU: they run after, one at a time.
+TEST_WORKERS ?= 4
+PARALLEL = -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+UNIT = not e2e and not slow
+
+test: ## Lint, build the docs, then every test in parallel (the function's again on 3.12); timed
+	@start=$$(date +%s); $(MAKE) --no-print-directory test-steps; status=$$?; \
+	took=$$(( $$(date +%s) - start )); \
+	echo "make test: $$([ $$status = 0 ] && echo passed || echo FAILED) in $$((took / 60)) min $$((took % 60)) s"; \
+	exit $$status
+
+test-steps: lint docs
+	$(BIN)/pytest $(PARALLEL) -m "not serial"
+	$(BIN)/pytest -m serial
 	@$(MAKE) --no-print-directory test-py312-if-found
 
+test-fast: $(STAMP) ## The unit tests: no lint, no end-to-end, slow or Terraform tests (about a minute)
+	$(BIN)/pytest -n 2 -m "$(UNIT) and not serial" --ignore=tests/infra
+	$(BIN)/pytest -m "$(UNIT) and serial" --ignore=tests/infra
+
 clean: ## Remove the virtual environments and collected data
-	rm -rf $(VENV) .venv-checkov .venv-py312 data .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-checkov .venv-py312 data try-data try-data-out .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
 -include mk/*.mk

@@ -77,8 +77,26 @@ _SNAPSHOT_NAME = re.compile(
 )
 _MINUTE_NAME = re.compile(r"(?P<stamp>[0-9]{8}T[0-9]{4})Z\.(?P<kind>json|claim)")
 _STREAM_NAME = re.compile(
-    r"(?P<book>[a-z0-9]+_[a-z0-9]+)_(?P<stamp>[0-9]{8}T[0-9]{4})Z\.ndjson\.gz"
+    r"(?P<book>[a-z0-9]+_[a-z0-9]+)_(?P<stamp>[0-9]{8}T[0-9]{4}(?:[0-9]{2}\.[0-9]{3})?)Z"
+    r"(?:-(?P<instance>[0-9a-f]{8}))?\.ndjson\.gz"
 )
+_SHUTDOWN_NAME = re.compile(
+    r"(?P<stamp>[0-9]{8}T[0-9]{6}\.[0-9]{3})Z-(?P<instance>[0-9a-f]{8})\.shutdown\.json"
+)
+#: An instance's id: 8 lowercase hex digits, drawn when the instance starts. It names the
+#: objects an instance stores outside a call (its shutdown flush), so two never collide.
+INSTANCE_PATTERN = re.compile(r"[0-9a-f]{8}")
+#: Why the stream was not watched over a span (`unwatched[].reason` in the run record, and the
+#: reader's reasons for the holes between records):
+#: the subscription was down (a lost connection, until it was acknowledged again) ...
+OUTAGE_REASON = "outage"
+#: ... the process did not run (Cloud Run froze the instance between requests, or it was
+#: starved of CPU): messages from then arrive in a burst with late receipt times ...
+FROZEN_REASON = "frozen"
+#: ... before an instance's first subscription, after another instance shut down ...
+INSTANCE_START_REASON = "instance_start"
+#: ... after an instance's last cut when no shutdown flush followed (SIGKILL, a crash).
+CRASH_REASON = "crash"
 _NAME_STAMP = re.compile(
     r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})(?:([0-9]{2})\.([0-9]{3}))?"
 )
@@ -287,10 +305,29 @@ def claim_name(prefix: str, minute_ms: int) -> str:
     return join_prefix(prefix, f"{runs_hour_dir(minute_ms)}{_name_stamp(minute_ms, False)}.claim")
 
 
-def stream_name(prefix: str, channel: str, book: str, minute_ms: int) -> str:
-    """`[prefix/]<channel>/YYYY/MM/DD/HH/<book>_<YYYYMMDD>T<HHMM>Z.ndjson.gz`."""
-    stamp = _name_stamp(minute_ms, False)
-    return join_prefix(prefix, f"{stream_hour_dir(channel, minute_ms)}{book}_{stamp}.ndjson.gz")
+def stream_name(
+    prefix: str, channel: str, book: str, hour_ms: int, cut_ms: int, instance: str | None = None
+) -> str:
+    """`[prefix/]<channel>/YYYY/MM/DD/HH/<book>_<cut>.ndjson.gz`: one book's channel, the
+    messages of one cut received in the hour of `hour_ms` (a cut spanning an hour boundary is
+    stored as one object per hour, so a message is always under the hour it was received in).
+
+    `<cut>` is the call's minute, `<YYYYMMDD>T<HHMM>Z` (claimed, so no two calls share it), or,
+    for a cut made outside a call (an instance's shutdown flush), its instant and instance:
+    `<YYYYMMDD>T<HHMMSS>.<mmm>Z-<instance>`.
+    """
+    if instance is None:
+        stamp = _name_stamp(cut_ms, False)
+    else:
+        stamp = f"{_name_stamp(cut_ms, True)}-{instance}"
+    return join_prefix(prefix, f"{stream_hour_dir(channel, hour_ms)}{book}_{stamp}.ndjson.gz")
+
+
+def shutdown_record_name(prefix: str, at_ms: int, instance: str) -> str:
+    """`[prefix/]_runs/YYYY/MM/DD/HH/<YYYYMMDD>T<HHMMSS>.<mmm>Z-<instance>.shutdown.json`: what
+    an instance's shutdown flush stored (the run record's `streams` part, outside any call)."""
+    stamp = f"{_name_stamp(at_ms, True)}-{instance}"
+    return join_prefix(prefix, f"{runs_hour_dir(at_ms)}{stamp}.shutdown.json")
 
 
 def compacted_name(
@@ -330,12 +367,24 @@ class SnapshotName:
 
 @dataclass(frozen=True, slots=True)
 class StreamName:
-    """What a stream object's name says about it."""
+    """What a stream object's name says about it: the hour its messages were received in (its
+    folder), and the cut that stored it (a call's minute, or a shutdown's instant and instance)."""
 
     name: str
     channel: str
     book: str
-    minute_ms: int
+    hour_ms: int
+    cut_ms: int
+    instance: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownName:
+    """What a shutdown record's name says about it."""
+
+    name: str
+    at_ms: int
+    instance: str
 
 
 def parse_snapshot_name(name: str) -> SnapshotName | None:
@@ -356,15 +405,29 @@ def parse_run_record_name(name: str) -> int | None:
 
 
 def parse_stream_name(name: str) -> StreamName | None:
-    """`.../<channel>/YYYY/MM/DD/HH/<book>_<YYYYMMDD>T<HHMM>Z.ndjson.gz`; None otherwise."""
+    """`.../<channel>/YYYY/MM/DD/HH/<book>_<cut>.ndjson.gz`; None otherwise."""
     parts = name.split("/")
     if len(parts) < 6 or parts[-6] not in STREAM_CHANNELS:
         return None
     match = _STREAM_NAME.fullmatch(parts[-1])
-    minute_ms = _stamp_ms(match.group("stamp")) if match else None
-    if match is None or minute_ms is None:
+    cut_ms = _stamp_ms(match.group("stamp")) if match else None
+    year, month, day, hour = parts[-5:-1]
+    hour_ms = _stamp_ms(f"{year}{month}{day}T{hour}00")
+    if match is None or cut_ms is None or hour_ms is None:
         return None
-    return StreamName(name, parts[-6], match.group("book"), minute_ms)
+    instance = match.group("instance")
+    if (instance is None) != ("." not in match.group("stamp")):
+        return None  # a call's cut is named by its minute; only a shutdown's carries an instance
+    return StreamName(name, parts[-6], match.group("book"), hour_ms, cut_ms, instance)
+
+
+def parse_shutdown_record_name(name: str) -> ShutdownName | None:
+    """`.../<YYYYMMDD>T<HHMMSS>.<mmm>Z-<instance>.shutdown.json`; None otherwise."""
+    match = _SHUTDOWN_NAME.fullmatch(name.rsplit("/", 1)[-1])
+    at_ms = _stamp_ms(match.group("stamp")) if match else None
+    if match is None or at_ms is None:
+        return None
+    return ShutdownName(name, at_ms, match.group("instance"))
 
 
 # -- stream lines --------------------------------------------------------------------------------

@@ -42,7 +42,8 @@ import requests
 from bitso_collector.call_options import CallOptions
 from bitso_collector.clock import ShiftedClock
 from bitso_collector.config import Settings
-from bitso_collector.runner import STREAMS_MARGIN_S, Collector
+from bitso_collector.plan import STREAMS_MARGIN_S
+from bitso_collector.runner import Collector
 from bitso_collector.sinks import LocalSink
 from bitso_collector.strategies import make_strategy
 from bitso_format import MINUTE_MS, STREAM_CHANNELS, grid_minute

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bitso_archive.layout import TimeError, parse_time
+from bitso_archive.output import describe
 from bitso_archive.sources import Source, SourceError, open_source
 from bitso_archive.texttable import text_table
 from bitso_format import (
@@ -50,6 +52,8 @@ examples:
       --end 2026-11-24T15:00 --every 1s --depth 10 --out top10.parquet
   python -m bitso_archive trades data --start 2026-11-24T14:00 --end 2026-11-24T15:00 \\
       --out trades.csv
+  python -m bitso_archive trades data --start 2026-11-24T14:00 --end 2026-11-24T15:00 \\
+      --out - | head        (--out -: CSV on stdout, for every command that writes a table)
   python -m bitso_archive export data --start 2026-11-24T14:00 --end 2026-11-24T15:00 \\
       --out tables --tables quotes,trades
   python -m bitso_archive sql tables "SELECT count(*) FROM quotes"
@@ -57,6 +61,7 @@ examples:
       --end 2026-11-24T14:10 --out btc.png
 """
 TIME_HELP = "UTC time, ISO 8601, e.g. 2026-11-24T14:00 or 2026-11-24T14:00:00Z"
+OUT_HELP = "file.csv or file.parquet, or - for CSV on stdout"
 DEFAULT_DEPTH = 50
 MAX_DEPTH = 100_000
 
@@ -128,10 +133,15 @@ def _interval(text: str) -> int:
     return value
 
 
-def _out_path(text: str) -> Path:
+def _out_path(text: str) -> Path | None:
+    """``--out``: a file to write, or None for ``-`` (CSV on stdout)."""
+    if text == "-":
+        return None
     path = Path(text)
     if path.suffix.lower() not in (".csv", ".parquet"):
-        raise argparse.ArgumentTypeError(f"{text!r} must end in .csv or .parquet")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must end in .csv or .parquet, or be - for CSV on stdout"
+        )
     return path
 
 
@@ -218,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=_out_path,
         default=None,
-        help="file.csv or file.parquet (default: CSV on stdout)",
+        help=f"{OUT_HELP} (default: CSV on stdout)",
     )
     p_load.add_argument(
         "--top", action="store_true", help="best bid/ask, mid and spread per snapshot"
@@ -260,11 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
         "book",
         parents=[one_book],
         help="the book at one instant, rebuilt from its anchor and diffs",
-        description="The aggregated book at --at, rebuilt from the minute's latest anchor "
-        "(an aggregate=false snapshot) and every diff received at or before it. An instant "
-        "the archive cannot know (after a sequence gap or an outage and before the next "
-        "anchor, before the minute's first anchor, or outside the recorded minutes) is an "
-        "error (exit 1) that says why.",
+        description="The aggregated book at --at, rebuilt from the latest anchor (an "
+        "aggregate=false snapshot) received by then and every diff received at or before it, "
+        "across cuts and instances. An instant the archive cannot know (not watched: an "
+        "outage, a freeze, a crash, before a new instance, nothing recorded; after a sequence "
+        "gap until the next anchor; before the first anchor) is an error (exit 1) that says "
+        "why.",
     )
     p_book.add_argument("--at", type=_time, required=True, help=TIME_HELP)
     p_book.add_argument(
@@ -279,15 +290,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="the book at a fixed interval, one row per level, to CSV or Parquet",
         description="The book every --every from --start (end excluded), one row per level "
         "(book, at, sequence, side, level, price, amount, orders). Instants the archive "
-        "cannot know get no rows; they are counted, with the spans that explain them.",
+        "cannot know get no rows; they are counted, with the spans that explain them. "
+        "With --every of a minute or more, each interval's row is its first instant the "
+        "archive can know (its start when known; a minute's start never is, as it comes "
+        "before the minute's first anchor).",
     )
     p_replay.add_argument(
         "--every",
         type=_interval,
         default=1000,
-        help="the interval, e.g. 250ms, 1s, 1m (default 1s)",
+        help="the interval, e.g. 250ms, 1s, 1m (default 1s); from 1m up, each row is the "
+        "first known instant of its interval",
     )
-    p_replay.add_argument("--out", type=_out_path, required=True, help="file.csv or file.parquet")
+    p_replay.add_argument("--out", type=_out_path, required=True, help=OUT_HELP)
 
     p_trades = sub.add_parser(
         "trades",
@@ -297,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
         "created_at, received_at, price, amount, value, taker_side, maker_order, "
         "taker_order, source (stream or rest).",
     )
-    p_trades.add_argument("--out", type=_out_path, required=True, help="file.csv or file.parquet")
+    p_trades.add_argument("--out", type=_out_path, required=True, help=OUT_HELP)
 
     from bitso_archive.datasets import tables  # noqa: PLC0415 - argparse types need it anyway
 
@@ -402,6 +417,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (`| head`): stop quietly, and keep Python from
+        # complaining again when it flushes stdout on the way out.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as exc:
         if not _is_expected(exc):
             raise
@@ -526,14 +546,15 @@ def _cmd_replay(args: argparse.Namespace, source: Source) -> int:
     from bitso_archive.replay import replay, write_replay  # noqa: PLC0415
 
     instants = replay(source, args.book, args.start, args.end, args.every, args.depth)
-    summary = write_replay(instants, args.out)
+    out = args.out or sys.stdout
+    summary = write_replay(instants, out)
     log.info(
         "%d instants of %s: %d known (%d rows to %s), %d unknown",
         summary.instants,
         args.book,
         summary.known,
         summary.rows,
-        args.out,
+        describe(out),
         summary.instants - summary.known,
     )
     for span, count in summary.unknown.items():
@@ -548,12 +569,13 @@ def _cmd_replay(args: argparse.Namespace, source: Source) -> int:
 def _cmd_trades(args: argparse.Namespace, source: Source) -> int:
     from bitso_archive.trades import write_trades  # noqa: PLC0415
 
-    result = write_trades(source, args.start, args.end, args.out, args.books)
+    out = args.out or sys.stdout
+    result = write_trades(source, args.start, args.end, out, args.books)
     log.info(
         "%d trades of %s to %s (%d duplicates dropped, %d objects read, %d lines skipped)",
         result.trades,
         ",".join(sorted(result.books)) or "no book",
-        args.out,
+        describe(out),
         result.duplicates,
         result.objects,
         len(result.corrupt),

@@ -1,45 +1,45 @@
-"""The stream part of ``gaps``: per book and minute, what the diffs let the reader know.
+"""The stream part of ``gaps``: per book, what the continuous stream lets the reader know.
 
-For each minute with a stream object (or a run record that names streams): the diffs received,
-the sequence gaps between consecutive diffs (``after``, ``next``), the anchors, the time the book
-cannot be known (the spans ``book --at`` refuses, with their reasons), what the run record says
-(reconnects, ``uncovered_ms``: time without a live subscription), and the self-check: every
-aggregated snapshot compared with the book rebuilt at its sequence (drift). A correct archive
-has no drift.
+Over the part of the range the records cover (from the first cut's cover to the last one's),
+each book is walked forward once (:mod:`bitso_archive.chain`), reading a few objects at a time:
+every span the book cannot be known, named with its reason (``book --at`` refuses exactly
+these); per minute the diffs received (every instance's, merged), the sequence gaps, the
+anchors received, the unknown time and what that minute's run record says; and the self-check:
+every aggregated snapshot compared with the book rebuilt at its sequence (drift). A minute the
+stream covered without a break has no unknown time; a correct archive has no drift.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bitso_archive.chain import AnchorMark
 from bitso_archive.layout import hours_in_range
 from bitso_archive.orderbook import (
-    AFTER_LAST_DIFF,
-    BEFORE_FIRST_ANCHOR,
     DRIFT,
     MATCH,
     UNCHECKED,
+    Diff,
     DriftCheck,
     SequenceGap,
     UnknownSpan,
-    check_drift,
-    sequence_gaps,
 )
+from bitso_archive.replay import RECORD_MARGIN_MS, book_walker
 from bitso_archive.snapshots import Corrupt
 from bitso_archive.sources import Source
-from bitso_archive.stream_records import ChannelRecord, StreamRecord
-from bitso_archive.streams import BookRecordings
+from bitso_archive.stream_records import ChannelRecord, CutRecord, RecordIndex
 from bitso_archive.texttable import text_table
 from bitso_format import (
     DIFF_ORDERS_CHANNEL,
     MINUTE_MS,
-    STREAM_CHANNELS,
     TRADES_CHANNEL,
     floor_minute,
     iso_millis,
     iso_minute,
+    parse_snapshot_name,
     parse_stream_name,
     stream_hour_dir,
 )
@@ -50,34 +50,32 @@ class StreamMinute:
     """One book in one minute, as its streams let it be known."""
 
     minute_ms: int
-    diff_object: str | None
-    trades_object: str | None
-    messages: int
-    first_sequence: int | None
-    last_sequence: int | None
-    sequence_gaps: list[SequenceGap]
-    anchors: list[tuple[str, int, int]]  # (snapshot, sequence, received_ms)
-    unknown: list[UnknownSpan]
-    drift: list[DriftCheck]
-    recorded: dict[str, ChannelRecord] | None
-    corrupt: list[Corrupt] = field(default_factory=list)
+    messages: int = 0
+    first_sequence: int | None = None
+    last_sequence: int | None = None
+    sequence_gaps: list[SequenceGap] = field(default_factory=list)  # next one received now
+    anchors: list[AnchorMark] = field(default_factory=list)  # received in the minute
+    unknown: list[UnknownSpan] = field(default_factory=list)  # clipped to the minute
+    drift: list[DriftCheck] = field(default_factory=list)  # snapshots of its slots
+    recorded: dict[str, ChannelRecord] | None = None  # the run record of the minute's cut
+    objects: dict[str, list[str]] = field(default_factory=dict)  # its cut's, by channel
 
     @property
     def unknown_ms(self) -> int:
         return sum(span.end_ms - span.start_ms for span in self.unknown)
 
-    def _recorded(self, channel: str, key: str) -> int | None:
-        entry = (self.recorded or {}).get(channel)
+    def _recorded(self, key: str) -> int | None:
+        entry = (self.recorded or {}).get(DIFF_ORDERS_CHANNEL)
         value = getattr(entry, key) if entry is not None else None
         return value if isinstance(value, int) else None
 
     @property
     def uncovered_ms(self) -> int | None:
-        return self._recorded(DIFF_ORDERS_CHANNEL, "uncovered_ms")
+        return self._recorded("uncovered_ms")
 
     @property
     def reconnects(self) -> int | None:
-        return self._recorded(DIFF_ORDERS_CHANNEL, "reconnects")
+        return self._recorded("reconnects")
 
     def drift_count(self, status: str) -> int:
         return sum(1 for check in self.drift if check.status == status)
@@ -85,15 +83,19 @@ class StreamMinute:
     def as_dict(self) -> dict[str, Any]:
         return {
             "minute": iso_minute(self.minute_ms),
-            "diff_object": self.diff_object,
-            "trades_object": self.trades_object,
+            "diff_objects": self.objects.get(DIFF_ORDERS_CHANNEL, []),
+            "trades_objects": self.objects.get(TRADES_CHANNEL, []),
             "messages": self.messages,
             "first_sequence": self.first_sequence,
             "last_sequence": self.last_sequence,
             "sequence_gaps": [gap.as_dict() for gap in self.sequence_gaps],
             "anchors": [
-                {"snapshot": name, "sequence": seq, "received_at": iso_millis(received)}
-                for name, seq, received in self.anchors
+                {
+                    "snapshot": a.name,
+                    "sequence": a.sequence,
+                    "received_at": iso_millis(a.received_ms),
+                }
+                for a in self.anchors
             ],
             "unknown_ms": self.unknown_ms,
             "unknown": [span.as_dict() for span in self.unknown],
@@ -110,99 +112,169 @@ class StreamMinute:
                 if self.recorded is not None
                 else None
             ),
-            "corrupt": [c.as_dict() for c in self.corrupt],
         }
 
 
 @dataclass
 class StreamReport:
-    """One book's stream coverage over the range."""
+    """One book's stream coverage over the range: the unknown spans, and each minute."""
 
     book: str
+    start_ms: int
+    end_ms: int
+    unknown: list[UnknownSpan] = field(default_factory=list)
     minutes: list[StreamMinute] = field(default_factory=list)
+    duplicates: int = 0
+    corrupt: list[Corrupt] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         minutes = self.minutes
         uncovered = [m.uncovered_ms for m in minutes if m.uncovered_ms is not None]
         reconnects = [m.reconnects for m in minutes if m.reconnects is not None]
+        by_reason: Counter[str] = Counter()
+        for span in self.unknown:
+            by_reason[span.reason] += span.end_ms - span.start_ms
         return {
+            "from": iso_millis(self.start_ms),
+            "to": iso_millis(self.end_ms),
             "minutes": len(minutes),
-            "minutes_without_diffs": sum(1 for m in minutes if m.diff_object is None),
+            "minutes_with_unknown": sum(1 for m in minutes if m.unknown),
             "messages": sum(m.messages for m in minutes),
+            "duplicates": self.duplicates,
             "sequence_gaps": sum(len(m.sequence_gaps) for m in minutes),
             "anchors": sum(len(m.anchors) for m in minutes),
-            "unknown_ms": sum(m.unknown_ms for m in minutes),
+            "unknown_ms": sum(by_reason.values()),
+            "unknown_ms_by_reason": dict(sorted(by_reason.items())),
             "uncovered_ms": sum(uncovered) if uncovered else None,
             "reconnects": sum(reconnects) if reconnects else None,
             "drift_checked": sum(m.drift_count(MATCH) + m.drift_count(DRIFT) for m in minutes),
             "drift_mismatched": sum(m.drift_count(DRIFT) for m in minutes),
             "drift_unchecked": sum(m.drift_count(UNCHECKED) for m in minutes),
+            "corrupt": len(self.corrupt),
         }
 
     def as_dict(self) -> dict[str, Any]:
-        return {"summary": self.summary(), "minutes": [m.as_dict() for m in self.minutes]}
+        return {
+            "summary": self.summary(),
+            "unknown": [span.as_dict() for span in self.unknown],
+            "minutes": [m.as_dict() for m in self.minutes],
+            "corrupt": [c.as_dict() for c in self.corrupt],
+        }
 
 
-def _stream_objects(source: Source, start_ms: int, end_ms: int) -> dict[tuple[str, str, int], str]:
-    found: dict[tuple[str, str, int], str] = {}
-    for channel in STREAM_CHANNELS:
-        for hour_ms in hours_in_range(start_ms, end_ms):
+def _streamed_books(
+    source: Source, start_ms: int, end_ms: int, records: list[CutRecord]
+) -> set[str]:
+    books = {
+        book for r in records for book, channel in r.channels if channel == DIFF_ORDERS_CHANNEL
+    }
+    for hour_ms in hours_in_range(start_ms, end_ms):
+        for name in source.list_names(stream_hour_dir(DIFF_ORDERS_CHANNEL, hour_ms)):
+            parsed = parse_stream_name(name)
+            if parsed is not None:
+                books.add(parsed.book)
+    return books
+
+
+def _window(book: str, start_ms: int, end_ms: int, records: list[CutRecord]) -> tuple[int, int]:
+    """The part of ``[start_ms, end_ms)`` the records' covers of the book span (all of it
+    when none does: then it is all unknown)."""
+    covers = [
+        entry.covers
+        for r in records
+        if (entry := r.channel(book, DIFF_ORDERS_CHANNEL)) is not None and entry.covers
+        if entry.covers[1] > start_ms and entry.covers[0] < end_ms
+    ]
+    if not covers:
+        return start_ms, end_ms
+    return max(start_ms, min(c[0] for c in covers)), min(end_ms, max(c[1] for c in covers))
+
+
+class _Tally:
+    """Counts the merged diffs as the walker takes them, by minute of receipt."""
+
+    def __init__(self, minutes: dict[int, StreamMinute]) -> None:
+        self.minutes = minutes
+        self.previous: Diff | None = None
+
+    def watch(self, diffs: Iterable[Diff]) -> Iterator[Diff]:
+        for diff in diffs:
+            minute = self.minutes.get(floor_minute(diff.received_ms))
+            if minute is not None:
+                minute.messages += 1
+                if minute.first_sequence is None:
+                    minute.first_sequence = diff.sequence
+                minute.last_sequence = diff.sequence
+                before = self.previous
+                if before is not None and diff.sequence != before.sequence + 1:
+                    gap = SequenceGap(
+                        before.sequence, diff.sequence, before.received_ms, diff.received_ms
+                    )
+                    minute.sequence_gaps.append(gap)
+            self.previous = diff
+            yield diff
+
+
+def _clip(span: UnknownSpan, start_ms: int, end_ms: int) -> UnknownSpan:
+    return replace(span, start_ms=max(span.start_ms, start_ms), end_ms=min(span.end_ms, end_ms))
+
+
+def book_coverage(
+    source: Source, book: str, start_ms: int, end_ms: int, records: list[CutRecord]
+) -> StreamReport:
+    """One book's stream coverage of ``[start_ms, end_ms)`` (see the module)."""
+    window_start, window_end = _window(book, start_ms, end_ms, records)
+    report = StreamReport(book, window_start, window_end)
+    minutes = {m: StreamMinute(m) for m in range(floor_minute(window_start), window_end, MINUTE_MS)}
+    for record in records:
+        minute = minutes.get(record.named_ms)
+        if minute is not None and not record.shutdown and record.book(book):
+            minute.recorded = record.book(book)
+    tally = _Tally(minutes)
+    walker, stream = book_walker(
+        source, book, window_start, window_end, checked=True, watch=tally.watch
+    )
+    spans = walker.finish()
+    report.unknown = [s for s in spans if isinstance(s, UnknownSpan)]
+    for span in report.unknown:
+        for minute_ms in range(floor_minute(span.start_ms), span.end_ms, MINUTE_MS):
+            if minute_ms in minutes:
+                clipped = _clip(span, minute_ms, minute_ms + MINUTE_MS)
+                minutes[minute_ms].unknown.append(clipped)
+    for chain in walker.chains:
+        minute = minutes.get(floor_minute(chain.anchor.received_ms))
+        if minute is not None:
+            minute.anchors.append(chain.anchor)
+    for check in walker.drift:
+        meta = parse_snapshot_name(check.snapshot)
+        minute = minutes.get(floor_minute(meta.slot_ms)) if meta else None
+        if minute is not None:
+            minute.drift.append(check)
+    for hour_ms in hours_in_range(window_start - MINUTE_MS, window_end):  # a cut's first hour
+        for channel in (DIFF_ORDERS_CHANNEL, TRADES_CHANNEL):
             for name in source.list_names(stream_hour_dir(channel, hour_ms)):
                 parsed = parse_stream_name(name)
-                if parsed is not None and floor_minute(start_ms) <= parsed.minute_ms < end_ms:
-                    found[parsed.channel, parsed.book, parsed.minute_ms] = name
-    return found
+                if parsed is None or parsed.book != book:
+                    continue
+                minute = minutes.get(floor_minute(parsed.cut_ms))
+                if minute is not None:
+                    minute.objects.setdefault(channel, []).append(name)
+    report.minutes = list(minutes.values())
+    report.duplicates = stream.duplicates
+    report.corrupt = stream.corrupt
+    return report
 
 
 def stream_coverage(
-    source: Source,
-    start_ms: int,
-    end_ms: int,
-    records: dict[int, StreamRecord],
-    books: Iterable[str] | None = None,
+    source: Source, start_ms: int, end_ms: int, books: Iterable[str] | None = None
 ) -> dict[str, StreamReport]:
-    """The stream coverage of every book with streams in ``[start_ms, end_ms)``, by book,
-    given the minutes' run records (:func:`~bitso_archive.stream_records.read_stream_records`).
-
-    Reads a minute at a time (memory is one minute of diffs); empty when nothing streamed.
-    """
-    objects = _stream_objects(source, start_ms, end_ms)
-    wanted = set(books) if books is not None else None
-    keys = {(book, minute) for _c, book, minute in objects}
-    keys |= {(book, minute) for minute, r in records.items() for book, _ch in r.channels}
-    reports: dict[str, StreamReport] = {}
-    recordings: dict[str, BookRecordings] = {}
-    for book, minute_ms in sorted(keys):
-        if wanted is not None and book not in wanted:
-            continue
-        book_recordings = recordings.setdefault(book, BookRecordings(source, book))
-        record = records.get(minute_ms)
-        recorded = book_recordings.minute(minute_ms, record)
-        diffs = recorded.minute.diffs
-        reports.setdefault(book, StreamReport(book)).minutes.append(
-            StreamMinute(
-                minute_ms=minute_ms,
-                diff_object=recorded.diff_object,
-                trades_object=objects.get((TRADES_CHANNEL, book, minute_ms)),
-                messages=len(diffs),
-                first_sequence=diffs[0].sequence if diffs else None,
-                last_sequence=diffs[-1].sequence if diffs else None,
-                sequence_gaps=sequence_gaps(diffs),
-                anchors=[(a.name, a.sequence, a.received_ms) for a in recorded.minute.anchors],
-                unknown=[s for s in recorded.spans if isinstance(s, UnknownSpan)],
-                drift=check_drift(recorded.minute, recorded.aggregated),
-                recorded=record.book(book) if record is not None else None,
-                corrupt=recorded.corrupt,
-            )
-        )
-    return reports
-
-
-def _routine(span: UnknownSpan, minute_ms: int) -> bool:
-    """Unknown time every recorded minute has: before its first anchor, after its last diff."""
-    if span.reason == BEFORE_FIRST_ANCHOR:
-        return True
-    return span.reason == AFTER_LAST_DIFF and span.end_ms == minute_ms + MINUTE_MS
+    """The stream coverage of every book with diff-orders in ``[start_ms, end_ms)``, by book
+    (empty when nothing streamed)."""
+    index = RecordIndex(source, warn=False)  # gaps warns about corrupt records already
+    records = index.read(floor_minute(start_ms) - RECORD_MARGIN_MS, end_ms + RECORD_MARGIN_MS)
+    found = _streamed_books(source, start_ms, end_ms, records)
+    wanted = sorted(found if books is None else found & set(books))
+    return {book: book_coverage(source, book, start_ms, end_ms, records) for book in wanted}
 
 
 def _seconds(ms: int | None) -> str:
@@ -210,7 +282,8 @@ def _seconds(ms: int | None) -> str:
 
 
 def format_streams(reports: dict[str, StreamReport], max_rows: int = 50) -> list[str]:
-    """The stream part of the text report: a summary per book, the gaps, the drift."""
+    """The stream part of the text report: a summary per book, the unknown spans, the gaps,
+    the drift."""
     if not reports:
         return []
     lines = ["", "Streams: the book rebuilt from anchors and diffs, checked against snapshots"]
@@ -222,6 +295,7 @@ def format_streams(reports: dict[str, StreamReport], max_rows: int = 50) -> list
                 book,
                 str(s["minutes"]),
                 str(s["messages"]),
+                str(s["duplicates"]),
                 str(s["sequence_gaps"]),
                 str(s["anchors"]),
                 _seconds(s["unknown_ms"]),
@@ -235,6 +309,7 @@ def format_streams(reports: dict[str, StreamReport], max_rows: int = 50) -> list
         "book",
         "minutes",
         "diffs",
+        "duplicates",
         "seq gaps",
         "anchors",
         "unknown",
@@ -243,7 +318,16 @@ def format_streams(reports: dict[str, StreamReport], max_rows: int = 50) -> list
         "drift",
         "unchecked",
     ]
-    lines += text_table(headers, rows, right=set(range(1, 10)))
+    lines += text_table(headers, rows, right=set(range(1, 11)))
+    unknown = [(book, span) for book, r in reports.items() for span in r.unknown]
+    lines += ["", f"Unknown spans: {len(unknown)} (book --at refuses them)"]
+    lines += [
+        f"  {book} {iso_millis(span.start_ms)} to {iso_millis(span.end_ms)} "
+        f"({_seconds(span.end_ms - span.start_ms)}): {span.reason}"
+        for book, span in unknown[:max_rows]
+    ]
+    if len(unknown) > max_rows:
+        lines.append(f"  ... and {len(unknown) - max_rows} more (use --json for all)")
     gaps = [(m, book, g) for book, r in reports.items() for m in r.minutes for g in m.sequence_gaps]
     lines += ["", f"Sequence gaps: {len(gaps)}"]
     if gaps:
@@ -266,24 +350,6 @@ def format_streams(reports: dict[str, StreamReport], max_rows: int = 50) -> list
     drift = [c for r in reports.values() for m in r.minutes for c in m.drift if c.status == DRIFT]
     lines += ["", f"Drift (snapshots that differ from the rebuilt book): {len(drift)}"]
     lines += [f"  {c.snapshot} (sequence {c.sequence}): {c.detail}" for c in drift[:max_rows]]
-    # Every minute starts before its first anchor and ends after its last diff: those spans
-    # are in the summary's unknown time; the list names only the holes inside the minutes.
-    unknown = [
-        (book, span)
-        for book, r in reports.items()
-        for m in r.minutes
-        for span in m.unknown
-        if not _routine(span, m.minute_ms)
-    ]
-    if unknown:
-        lines += ["", f"Unknown spans inside minutes: {len(unknown)} (book --at refuses them)"]
-        lines += [
-            f"  {book} {iso_millis(span.start_ms)} to {iso_millis(span.end_ms)} "
-            f"({_seconds(span.end_ms - span.start_ms)}): {span.reason}"
-            for book, span in unknown[:max_rows]
-        ]
-        if len(unknown) > max_rows:
-            lines.append(f"  ... and {len(unknown) - max_rows} more (use --json for all)")
     return lines
 
 
@@ -291,6 +357,7 @@ __all__ = [
     "ChannelRecord",
     "StreamMinute",
     "StreamReport",
+    "book_coverage",
     "format_streams",
     "stream_coverage",
 ]

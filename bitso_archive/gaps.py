@@ -8,19 +8,24 @@ the run record says were lost, and corrupt objects (a slot the run record
 says fetched a trades backfill stores no snapshot and is not expected). Per book: runs of
 consecutive snapshots with an unchanged ``sequence``. With streams, per book and
 minute also their coverage (:mod:`bitso_archive.coverage`).
+
+Only minutes that have ended are counted (never one after "now"), and a minute with no run
+record and nothing stored was not collected at all: it is counted apart (``not_collected``),
+not as missing slots, so a short trial in a long range is not a sea of missing minutes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from bitso_archive.coverage import StreamReport, format_streams, stream_coverage
-from bitso_archive.layout import TimeLike, check_books, check_range, minutes_in_range
+from bitso_archive.layout import TimeLike, check_books, check_range, minutes_in_range, to_ms
 from bitso_archive.snapshots import (
     Corrupt,
     RunRecord,
@@ -34,10 +39,12 @@ from bitso_archive.stream_records import read_stream_records
 from bitso_archive.texttable import text_table
 from bitso_format import (
     DEFAULT_REQUESTS_PER_MINUTE,
+    MINUTE_MS,
     book_slot_times,
     floor_minute,
     iso_millis,
     iso_minute,
+    parse_run_record_name,
     parse_snapshot_name,
 )
 
@@ -142,6 +149,41 @@ class BookReport:
         }
 
 
+@dataclass(frozen=True)
+class MinuteSpan:
+    """Consecutive minutes ``[start_ms, end_ms)``."""
+
+    start_ms: int
+    end_ms: int
+
+    @property
+    def minutes(self) -> int:
+        return (self.end_ms - self.start_ms) // MINUTE_MS
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "start": iso_millis(self.start_ms),
+            "end": iso_millis(self.end_ms),
+            "minutes": self.minutes,
+        }
+
+    def __str__(self) -> str:
+        last = iso_minute(self.end_ms - MINUTE_MS)[:16] + "Z"
+        first = iso_minute(self.start_ms)[:16] + "Z"
+        return first if self.minutes == 1 else f"{first} to {last}"
+
+
+def minute_spans(minutes: Iterable[int]) -> list[MinuteSpan]:
+    """Sorted minute starts (epoch ms) joined into spans of consecutive minutes."""
+    spans: list[MinuteSpan] = []
+    for minute_ms in minutes:
+        if spans and spans[-1].end_ms == minute_ms:
+            spans[-1] = MinuteSpan(spans[-1].start_ms, minute_ms + MINUTE_MS)
+        else:
+            spans.append(MinuteSpan(minute_ms, minute_ms + MINUTE_MS))
+    return spans
+
+
 @dataclass
 class GapReport:
     source: str
@@ -153,12 +195,22 @@ class GapReport:
     run_records: int
     corrupt_run_records: list[Corrupt]
     streams: dict[str, StreamReport] = field(default_factory=dict)
+    #: Where counting stopped: ``end_ms``, or the start of the minute holding "now" when that is
+    #: earlier (a minute that has not ended is not judged).
+    counted_until_ms: int | None = None
+    #: Minutes with no run record and nothing stored: never collected, not missing slots.
+    not_collected: list[MinuteSpan] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
             "start": iso_millis(self.start_ms),
             "end": iso_millis(self.end_ms),
+            "counted_until": iso_millis(self.counted_until),
+            "not_collected": {
+                "minutes": sum(span.minutes for span in self.not_collected),
+                "spans": [span.as_dict() for span in self.not_collected],
+            },
             "default_requests_per_minute": self.default_rpm,
             "run_records": self.run_records,
             "corrupt": [c.as_dict() for c in self.corrupt],
@@ -166,6 +218,10 @@ class GapReport:
             "books": {book: report.as_dict() for book, report in self.books.items()},
             "streams": {book: report.as_dict() for book, report in self.streams.items()},
         }
+
+    @property
+    def counted_until(self) -> int:
+        return self.end_ms if self.counted_until_ms is None else self.counted_until_ms
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.as_dict(), indent=indent)
@@ -215,17 +271,21 @@ def gaps_report(
     *,
     rpm: int = DEFAULT_REQUESTS_PER_MINUTE,
     progress: bool = False,
+    now: TimeLike | None = None,
 ) -> GapReport:
-    """Build the gap report of ``[start, end)``.
+    """Build the gap report of ``[start, end)``, counting only minutes that ended by ``now``
+    (default: the current time).
 
     ``rpm`` and ``books`` (in configured order; default: every book found, sorted)
     describe the grid of minutes that have no run record.
     """
     src = open_source(source)
-    start_ms, end_ms = check_range(start, end)
+    start_ms, asked_end_ms = check_range(start, end)
     wanted = check_books(books)
     if not 1 <= rpm <= 60:
         raise ValueError(f"rpm must be between 1 and 60, not {rpm}")
+    now_ms = to_ms(now) if now is not None else int(time.time() * 1000)
+    end_ms = max(start_ms, min(asked_end_ms, floor_minute(now_ms)))
 
     metas = list_snapshot_names(src, start_ms, end_ms, wanted)
     seen: list[tuple[str, int, int]] = []  # (book, slot_ms, sequence), in book-slot order
@@ -256,9 +316,18 @@ def gaps_report(
         if meta is not None:
             corrupt_at[meta.book, floor_minute(meta.slot_ms)].append(bad.name)
 
+    stored_in = {minute for _book, minute in present} | {m for _b, m in corrupt_at}
+    for bad in corrupt_records:  # a run record that cannot be read: still, the minute ran
+        minute_of_record = parse_run_record_name(bad.name)
+        if minute_of_record is not None:
+            stored_in.add(minute_of_record)
+    not_collected: list[int] = []
     reports = {book: BookReport(book) for book in report_books}
-    for minute_ms in minutes_in_range(start_ms, end_ms):
+    for minute_ms in minutes_in_range(start_ms, end_ms) if end_ms > start_ms else []:
         record = records.get(minute_ms)
+        if record is None and minute_ms not in stored_in:
+            not_collected.append(minute_ms)
+            continue
         minute_rpm, minute_books, grid_from = _minute_grid(record, rpm, default_books)
         throttled = record is not None and (record.throttled > 0 or record.status == "throttled")
         for book in report_books:
@@ -298,13 +367,15 @@ def gaps_report(
     return GapReport(
         source=src.url,
         start_ms=start_ms,
-        end_ms=end_ms,
+        end_ms=asked_end_ms,
         default_rpm=rpm,
         books=reports,
         corrupt=corrupt_objects,
         run_records=len(records),
         corrupt_run_records=corrupt_records,
-        streams=stream_coverage(src, start_ms, end_ms, stream_records, wanted),
+        streams=stream_coverage(src, start_ms, end_ms, wanted),
+        counted_until_ms=end_ms,
+        not_collected=minute_spans(not_collected),
     )
 
 
@@ -318,8 +389,21 @@ def format_report(report: GapReport, *, max_minutes: int = 200, max_runs: int = 
         f"Gaps in {report.source} from {iso_millis(report.start_ms)} to "
         f"{iso_millis(report.end_ms)} (end excluded); {report.run_records} run records"
         + (f", {len(report.corrupt_run_records)} corrupt" if report.corrupt_run_records else ""),
-        "",
     ]
+    if report.counted_until < report.end_ms:
+        lines.append(
+            f"Counted until {iso_millis(report.counted_until)}: the minutes from then on have "
+            "not ended yet."
+        )
+    not_collected = sum(span.minutes for span in report.not_collected)
+    if not_collected:
+        shown = ", ".join(str(span) for span in report.not_collected[:max_runs])
+        more = len(report.not_collected) - max_runs
+        lines.append(
+            f"Not collected (no run record, nothing stored): {not_collected} minutes: {shown}"
+            + (f", ... and {more} more spans" if more > 0 else "")
+        )
+    lines.append("")
     if not report.books:
         lines.append("No books found in this range.")
         return "\n".join(lines)
@@ -466,6 +550,8 @@ def save_heatmap(report: GapReport, path: str | os.PathLike[str]) -> None:
     labels = [iso_minute(minutes[i])[5 if span_days else 11 : 16] for i in ticks]
     ax.set_xticks(ticks, labels, rotation=45, ha="right", fontsize="small")
     note = "; x = throttled" if throttled_x else ""
+    if report.not_collected or report.counted_until < report.end_ms:
+        note += "; blank = not collected, or not over yet"
     ax.set_xlabel(f"minute (UTC), from {iso_millis(report.start_ms)[:19]}Z{note}")
     ax.set_title(f"Snapshot completeness per minute: {report.source}", fontsize="medium")
     fig.colorbar(image, ax=ax, label="present / expected", fraction=0.04)

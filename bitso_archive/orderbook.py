@@ -4,30 +4,32 @@ Bitso's documented way to keep a book (WebSocket API, "General"): take the whole
 book from REST (``aggregate=false``), then apply the ``diff-orders`` messages whose sequence is
 above that book's, in order; every message's sequence is the previous one plus one, so any
 other value means one was lost and the book is wrong until a new full book is taken. Here the
-full book is an *anchor* (a stored snapshot with ``"aggregate": false``) and "in order" is the
-order of receipt. ``open`` sets an order's amount (at rate ``r``, side ``t``); ``cancelled``
-and ``completed`` remove it. Levels are the orders' totals by price, exact decimals throughout.
+full book is an *anchor* (a stored snapshot with ``"aggregate": false``). ``open`` sets an
+order's amount (at rate ``r``, side ``t``); ``cancelled`` and ``completed`` remove it. Levels
+are the orders' totals by price, exact decimals throughout.
 
-One call records one minute, so a minute is rebuilt on its own: its anchors and its diffs. The
-book is known from an anchor's receipt until the receipt of the last diff its chain applies.
-The chain stops at the first diff whose sequence is not the next one (a sequence gap), at the
-socket's first disconnect after the anchor (an outage: the run record names it), or at the last
-diff of the minute (after it the socket closed, or was about to). Every other instant of the
-minute is an :class:`UnknownSpan`, and asking for it raises :class:`UnknownInstantError`: never
-a guess.
+This module holds the book and the vocabulary of what can be known: a span of receipt time is
+either a :class:`KnownSpan` (rebuilt from an anchor's chain) or an :class:`UnknownSpan` that
+names why not; asking for an unknown instant raises :class:`UnknownInstantError`, never a
+guess. :mod:`bitso_archive.chain` decides which is which.
 """
 
 from __future__ import annotations
 
 import bisect
 import decimal
-import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from bitso_format import MINUTE_MS, iso_millis, iso_minute
+from bitso_format import (
+    CRASH_REASON,
+    FROZEN_REASON,
+    INSTANCE_START_REASON,
+    OUTAGE_REASON,
+    iso_millis,
+)
 
 #: Bitso's side codes in diff-orders (`t`): 0 buy (a bid), 1 sell (an ask).
 BUY = 0
@@ -38,12 +40,20 @@ AGGREGATED_DEPTH = 50
 EXACT = decimal.Context(prec=80, traps=[decimal.Inexact, decimal.InvalidOperation])
 
 # Why an instant is unknown (UnknownSpan.reason and UnknownInstantError.reason).
+#: No run record or shutdown record covers it (nothing recorded, a record or object missing,
+#: an object lost or unreadable, or after the last cut).
 NOT_RECORDED = "not_recorded"
-NO_ANCHOR = "no_anchor"
+#: Watched, but no anchor was received before it (within MAX_ANCHOR_AGE_MS).
 BEFORE_FIRST_ANCHOR = "before_first_anchor"
+#: From the receipt of the last diff before a missing sequence until the next anchor.
 SEQUENCE_GAP = "sequence_gap"
-OUTAGE = "outage"
-AFTER_LAST_DIFF = "after_last_diff"
+#: The subscription was down; or the instance did not run (its late messages cannot be
+#: placed); or the hole before a new instance after another shut down; or after an
+#: instance's last cut when no shutdown record followed (SIGKILL, a crash).
+OUTAGE = OUTAGE_REASON
+FROZEN = FROZEN_REASON
+INSTANCE_START = INSTANCE_START_REASON
+CRASH = CRASH_REASON
 
 
 # The three record types below are NamedTuples, not dataclasses: a minute holds tens of
@@ -77,10 +87,12 @@ class RestingOrder(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Anchor:
-    """A stored order-level snapshot: the book as of ``sequence``, received at ``received_ms``."""
+    """A stored order-level snapshot: the book as of ``sequence``, asked for at its slot and
+    received at ``received_ms``."""
 
     name: str
     sequence: int
+    slot_ms: int
     received_ms: int
     orders: tuple[RestingOrder, ...]
 
@@ -236,7 +248,7 @@ class OrderBook:
 
 @dataclass(frozen=True, slots=True)
 class SequenceGap:
-    """Two diffs received one after the other whose sequences do not follow."""
+    """A missing sequence: the diff (or anchor) before it and the next diff received."""
 
     after: int
     next: int
@@ -252,55 +264,14 @@ class SequenceGap:
         }
 
 
-def sequence_gaps(diffs: Sequence[Diff]) -> list[SequenceGap]:
-    """Every pair of consecutive diffs (in order of receipt) whose sequence is not previous + 1."""
-    return [
-        SequenceGap(prev.sequence, diff.sequence, prev.received_ms, diff.received_ms)
-        for prev, diff in itertools.pairwise(diffs)
-        if diff.sequence != prev.sequence + 1
-    ]
-
-
-@dataclass(frozen=True, slots=True)
-class Chain:
-    """What an anchor can rebuild: the diffs before ``end`` whose sequence is above its own."""
-
-    anchor: Anchor
-    end: int  # index of the first diff the chain cannot apply (len(diffs) when none)
-    last_sequence: int
-    known_until_ms: int  # receipt of the last diff applied (the anchor's receipt if none)
-    gap: SequenceGap | None  # the break, when a diff broke the chain
-    outage_ms: int | None = None  # the disconnect that cut the chain, when one did
-
-
-def chain_of(anchor: Anchor, diffs: Sequence[Diff], cut_ms: int | None = None) -> Chain:
-    """Follow the anchor's sequence through the diffs (skipping those it already holds); with
-    ``cut_ms`` (a disconnect), stop before the first diff received after it."""
-    expected = anchor.sequence + 1
-    last_ms: int | None = None
-    for index, diff in enumerate(diffs):
-        if cut_ms is not None and diff.received_ms > cut_ms:
-            return Chain(anchor, index, expected - 1, _until(anchor, last_ms), None, cut_ms)
-        if diff.sequence == expected:
-            expected += 1
-            last_ms = diff.received_ms
-        elif diff.sequence > anchor.sequence:
-            gap = SequenceGap(expected - 1, diff.sequence, last_ms, diff.received_ms)
-            return Chain(anchor, index, expected - 1, _until(anchor, last_ms), gap)
-    return Chain(anchor, len(diffs), expected - 1, _until(anchor, last_ms), None, cut_ms)
-
-
-def _until(anchor: Anchor, last_ms: int | None) -> int:
-    return anchor.received_ms if last_ms is None else max(anchor.received_ms, last_ms)
-
-
 @dataclass(frozen=True, slots=True)
 class KnownSpan:
-    """``[start_ms, end_ms)``: rebuilt from ``chain``."""
+    """``[start_ms, end_ms)``: rebuilt from the chain of ``anchor`` (its name and sequence)."""
 
     start_ms: int
     end_ms: int
-    chain: Chain
+    anchor: str
+    anchor_sequence: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,144 +309,12 @@ class UnknownInstantError(ValueError):
         self.span = span
 
 
-@dataclass(frozen=True, slots=True)
-class Minute:
-    """What one call recorded of one book: its anchors and diffs, both in order of receipt,
-    and when the call's socket was lost (its outages, from the run record)."""
-
-    book: str
-    minute_ms: int
-    diffs: Sequence[Diff]
-    anchors: Sequence[Anchor]
-    disconnects: Sequence[int] = ()
-
-
-def not_recorded(minute_ms: int, detail: str) -> UnknownSpan:
-    """The whole minute unknown (no diffs object, or one that cannot be read)."""
-    return UnknownSpan(minute_ms, minute_ms + MINUTE_MS, NOT_RECORDED, detail)
-
-
-def coverage(minute: Minute) -> list[Span]:
-    """The minute cut into known and unknown spans, in time order, covering all of it.
-
-    At any instant the minute's latest anchor received by then is the one to rebuild from.
-    """
-    start, end = minute.minute_ms, minute.minute_ms + MINUTE_MS
-    anchors = sorted(minute.anchors, key=lambda a: a.received_ms)
-    if not anchors:
-        detail = f"no anchor (aggregate=false snapshot) of {minute.book} in {iso_minute(start)}"
-        return [UnknownSpan(start, end, NO_ANCHOR, detail)]
-    spans: list[Span] = []
-    first = anchors[0]
-    if first.received_ms > start:
-        detail = (
-            f"before the minute's first anchor ({first.name}, sequence {first.sequence}, "
-            f"received {iso_millis(first.received_ms)})"
-        )
-        spans.append(UnknownSpan(start, min(first.received_ms, end), BEFORE_FIRST_ANCHOR, detail))
-    for index, anchor in enumerate(anchors):
-        window_start = max(anchor.received_ms, start)
-        following = anchors[index + 1] if index + 1 < len(anchors) else None
-        window_end = min(following.received_ms, end) if following else end
-        if window_end <= window_start:
-            continue
-        cut = next((d for d in sorted(minute.disconnects) if window_start <= d < window_end), None)
-        chain = chain_of(anchor, minute.diffs, cut)
-        known_end = min(max(chain.known_until_ms, window_start), window_end)
-        if known_end > window_start:
-            spans.append(KnownSpan(window_start, known_end, chain))
-        if known_end < window_end:
-            spans.append(_hole(chain, known_end, window_end, following))
-    return spans
-
-
-def _hole(chain: Chain, start: int, end: int, following: Anchor | None) -> UnknownSpan:
-    then = (
-        f"known again from the next anchor, received {iso_millis(following.received_ms)}"
-        if following
-        else "no later anchor in this minute"
-    )
-    gap = chain.gap
-    if gap is not None:
-        after = (
-            f"received {iso_millis(gap.after_ms)}"
-            if gap.after_ms is not None
-            else f"the sequence of anchor {chain.anchor.name}"
-        )
-        detail = (
-            f"sequence gap after {gap.after} ({after}), next {gap.next} "
-            f"(received {iso_millis(gap.next_ms)}); {then}"
-        )
-        return UnknownSpan(start, end, SEQUENCE_GAP, detail, gap)
-    if chain.outage_ms is not None:
-        detail = (
-            f"the socket was lost at {iso_millis(chain.outage_ms)}, after the diff of sequence "
-            f"{chain.last_sequence} (received {iso_millis(chain.known_until_ms)}): diffs may "
-            f"have been missed; {then}"
-        )
-        return UnknownSpan(start, end, OUTAGE, detail)
-    detail = (
-        f"after the last diff recorded (sequence {chain.last_sequence}, received "
-        f"{iso_millis(chain.known_until_ms)}): nothing after it shows whether the book "
-        f"changed (the socket closed or went quiet); {then}"
-    )
-    return UnknownSpan(start, end, AFTER_LAST_DIFF, detail)
-
-
 def span_at(spans: Sequence[Span], at_ms: int) -> Span | None:
-    """The span holding ``at_ms`` (None outside them)."""
+    """The span holding ``at_ms`` (None outside them); ``spans`` sorted and disjoint."""
     index = bisect.bisect_right([s.start_ms for s in spans], at_ms) - 1
     if index < 0 or at_ms >= spans[index].end_ms:
         return None
     return spans[index]
-
-
-class MinuteBooks:
-    """The books of one minute at instants asked in increasing order, one book advanced as
-    it goes (a step back, or a later anchor, starts again from that anchor)."""
-
-    def __init__(self, minute: Minute, spans: Sequence[Span] | None = None) -> None:
-        self.minute = minute
-        self.spans = list(spans) if spans is not None else coverage(minute)
-        self._starts = [s.start_ms for s in self.spans]
-        self._chain: Chain | None = None
-        self._book = OrderBook()
-        self._next = 0
-        self._sequence = 0
-        self._at = 0
-
-    def at(self, at_ms: int, depth: int | None = AGGREGATED_DEPTH) -> BookView:
-        """The book at ``at_ms``: raises :class:`UnknownInstantError` when it cannot be known."""
-        index = bisect.bisect_right(self._starts, at_ms) - 1
-        span = self.spans[index] if index >= 0 else None
-        if span is None or at_ms >= span.end_ms:
-            raise ValueError(
-                f"{iso_millis(at_ms)} is outside minute {iso_minute(self.minute.minute_ms)}"
-            )
-        if isinstance(span, UnknownSpan):
-            raise UnknownInstantError(self.minute.book, at_ms, span)
-        chain = span.chain
-        if chain is not self._chain or at_ms < self._at:
-            self._chain = chain
-            self._book = OrderBook(chain.anchor.orders)
-            self._next = 0
-            self._sequence = chain.anchor.sequence
-        self._at = at_ms
-        diffs = self.minute.diffs
-        while self._next < chain.end and diffs[self._next].received_ms <= at_ms:
-            diff = diffs[self._next]
-            if diff.sequence > chain.anchor.sequence:
-                self._book.apply(diff)
-                self._sequence = diff.sequence
-            self._next += 1
-        return BookView(
-            self.minute.book,
-            at_ms,
-            self._sequence,
-            chain.anchor.name,
-            self._book.side(BUY, depth),
-            self._book.side(SELL, depth),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,6 +323,7 @@ class AggregatedSnapshot:
 
     name: str
     sequence: int
+    slot_ms: int
     received_ms: int
     bids: tuple[tuple[Decimal, Decimal], ...]
     asks: tuple[tuple[Decimal, Decimal], ...]
@@ -512,49 +352,10 @@ class DriftCheck:
         }
 
 
-def check_drift(
-    minute: Minute, snapshots: Iterable[AggregatedSnapshot], depth: int = AGGREGATED_DEPTH
-) -> list[DriftCheck]:
-    """Compare each snapshot with the book rebuilt at its sequence, from the latest anchor
-    of the minute whose chain reaches it; one it reaches none of is UNCHECKED."""
-    chains = [
-        chain_of(a, minute.diffs) for a in sorted(minute.anchors, key=lambda a: a.received_ms)
-    ]
-    by_chain: dict[int, list[AggregatedSnapshot]] = {}
-    results: dict[str, DriftCheck] = {}
-    order: list[str] = []
-    for snap in snapshots:
-        order.append(snap.name)
-        for index in range(len(chains) - 1, -1, -1):
-            chain = chains[index]
-            if chain.anchor.sequence <= snap.sequence <= chain.last_sequence:
-                by_chain.setdefault(index, []).append(snap)
-                break
-        else:
-            detail = (
-                f"no anchor of {iso_minute(minute.minute_ms)} rebuilds sequence {snap.sequence}"
-            )
-            results[snap.name] = DriftCheck(snap.name, snap.sequence, UNCHECKED, detail)
-    for index, targets in by_chain.items():
-        chain = chains[index]
-        targets.sort(key=lambda s: s.sequence)
-        book = OrderBook(chain.anchor.orders)
-        sequence = chain.anchor.sequence
-        position = 0
-        for snap in targets:
-            while sequence < snap.sequence:
-                diff = minute.diffs[position]
-                position += 1
-                if diff.sequence > chain.anchor.sequence:
-                    book.apply(diff)
-                    sequence = diff.sequence
-            difference = _first_difference(book, snap, depth)
-            status = DRIFT if difference else MATCH
-            results[snap.name] = DriftCheck(snap.name, snap.sequence, status, difference)
-    return [results[name] for name in order]
-
-
-def _first_difference(book: OrderBook, snap: AggregatedSnapshot, depth: int) -> str:
+def first_difference(
+    book: OrderBook, snap: AggregatedSnapshot, depth: int = AGGREGATED_DEPTH
+) -> str:
+    """The first level where the rebuilt book and the snapshot differ ("" when none does)."""
     for label, side, stored in (("bid", BUY, snap.bids), ("ask", SELL, snap.asks)):
         rebuilt = book.side(side, depth)
         expected = stored[:depth]

@@ -1,11 +1,14 @@
 """``trades``: every trade once, streamed and backfilled merged by trade id, in trade id order.
 
-A trade is selected by when it was made (``created_at``), not by the object that holds it: a
-call's trades backfill recovers what the socket missed before it (between two calls, or since
-the last trade the instance held), so a trade made in one minute can be stored in a later
-minute's object. Each hour is therefore read with the objects of the minute before it and of
-the first recorded minute after it (within :data:`BACKFILL_LOOKAHEAD_MS`). A trade both streamed
-and backfilled keeps its streamed line, which carries the order ids and the value.
+A trade is selected by when it was made (``created_at``), not by the object that holds it.
+Objects are found by time: each holds what one cut of one instance received in one hour (its
+folder), and its cut's record says which part of the hour. A range is read with the objects
+that received anything from a minute before it to :data:`LATE_RECEIPT_MS` after it, those whose
+instance was frozen during it (what it received then was stamped late), and the trades
+backfills recorded within :data:`BACKFILL_LOOKAHEAD_MS` after it (a backfill after a break
+recovers what the socket missed). Every instance's copy is merged: a trade streamed by two
+instances (a rollout) is kept once, with its earliest receipt, and a trade both streamed and
+backfilled keeps its streamed line, which carries the order ids and the value.
 
 Streamed trades (Bitso's Trades channel) give ``i, a, r, v, mo, to, t, x``; backfilled ones
 (``GET /v3/trades/``) give ``tid, book, created_at, amount, price, maker_side`` only, so their
@@ -15,21 +18,23 @@ Streamed trades (Bitso's Trades channel) give ``i, a, r, v, mo, to, t, x``; back
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from bitso_archive.layout import TimeLike, check_books, check_range, hours_in_range
+from bitso_archive.output import TableOut, csv_rows, is_parquet
 from bitso_archive.snapshots import Corrupt, CorruptError, read_objects, warn_corrupt
 from bitso_archive.sources import Source, SourceLike, open_source
-from bitso_archive.streams import decimal_text, stream_lines
+from bitso_archive.stream_records import RecordIndex
+from bitso_archive.streams import cut_record, decimal_text, receipt_span, stream_lines
 from bitso_format import (
+    FROZEN_REASON,
     HOUR_MS,
     MINUTE_MS,
     REST_SOURCE,
     TRADES_CHANNEL,
+    StreamName,
     floor_hour,
     iso_millis,
     parse_rfc3339,
@@ -40,8 +45,10 @@ from bitso_format import (
 
 #: `source` of a trade the socket delivered (backfilled ones carry bitso_format.REST_SOURCE).
 STREAM_SOURCE = "stream"
-#: How far past an hour a backfill that recovers its last trades is looked for.
+#: How far past a range a backfill that recovers its last trades is looked for.
 BACKFILL_LOOKAHEAD_MS = HOUR_MS
+#: How long after a range its last trades may still be received (latency, a short freeze).
+LATE_RECEIPT_MS = 2 * MINUTE_MS
 TRADE_COLUMNS = (
     "tid",
     "book",
@@ -196,39 +203,51 @@ class TradesResult:
     corrupt: list[Corrupt] = field(default_factory=list)
 
 
-def _objects_by_book(source: Source, hour_ms: int) -> dict[str, dict[int, str]]:
-    found: dict[str, dict[int, str]] = {}
+def _objects_by_book(source: Source, hour_ms: int) -> dict[str, list[StreamName]]:
+    found: dict[str, list[StreamName]] = {}
     for name in source.list_names(stream_hour_dir(TRADES_CHANNEL, hour_ms)):
         parsed = parse_stream_name(name)
         if parsed is not None and parsed.channel == TRADES_CHANNEL:
-            found.setdefault(parsed.book, {})[parsed.minute_ms] = name
+            found.setdefault(parsed.book, []).append(parsed)
     return found
 
 
 class _Listing:
-    """Trades objects by book and minute, each hour listed once."""
+    """Trades objects by book, each hour listed once, each cut's record read once."""
 
     def __init__(self, source: Source) -> None:
         self.source = source
-        self._hours: dict[int, dict[str, dict[int, str]]] = {}
+        self.records = RecordIndex(source)
+        self._hours: dict[int, dict[str, list[StreamName]]] = {}
 
-    def hour(self, hour_ms: int) -> dict[str, dict[int, str]]:
+    def hour(self, hour_ms: int) -> dict[str, list[StreamName]]:
         if hour_ms not in self._hours:
             self._hours[hour_ms] = _objects_by_book(self.source, hour_ms)
         return self._hours[hour_ms]
 
+    def _wanted(self, obj: StreamName, start_ms: int, end_ms: int) -> bool:
+        record = cut_record(self.records, obj)
+        lower, upper = receipt_span(obj, record)
+        if lower <= end_ms + LATE_RECEIPT_MS and upper >= start_ms - MINUTE_MS:
+            return True
+        entry = record.channel(obj.book, TRADES_CHANNEL) if record else None
+        if entry is None:
+            return False
+        frozen_during = any(
+            u.reason == FROZEN_REASON and u.start_ms < end_ms and u.end_ms > start_ms
+            for u in entry.unwatched
+        )
+        return frozen_during or (bool(entry.backfilled) and obj.cut_ms >= start_ms)
+
     def names(self, book: str, start_ms: int, end_ms: int) -> list[str]:
-        """Objects of minutes in ``[start_ms, end_ms)``, then the first one at or after
-        ``end_ms`` (within the lookahead): the backfill that recovers the range's last trades."""
-        chosen: list[str] = []
-        for hour_ms in range(floor_hour(start_ms), end_ms + BACKFILL_LOOKAHEAD_MS, HOUR_MS):
-            for minute_ms, name in sorted(self.hour(hour_ms).get(book, {}).items()):
-                if start_ms <= minute_ms < end_ms:
-                    chosen.append(name)
-                elif end_ms <= minute_ms < end_ms + BACKFILL_LOOKAHEAD_MS:
-                    chosen.append(name)
-                    return chosen
-        return chosen
+        """The objects that may hold trades of ``book`` made in ``[start_ms, end_ms)``."""
+        first = floor_hour(start_ms - MINUTE_MS)
+        return [
+            obj.name
+            for hour_ms in range(first, end_ms + BACKFILL_LOOKAHEAD_MS, HOUR_MS)
+            for obj in sorted(self.hour(hour_ms).get(book, []), key=lambda o: o.name)
+            if self._wanted(obj, start_ms, end_ms)
+        ]
 
     def books(self, start_ms: int, end_ms: int) -> set[str]:
         found: set[str] = set()
@@ -237,10 +256,17 @@ class _Listing:
         return found
 
 
+def _better(held: Trade, trade: Trade) -> bool:
+    """Whether ``trade`` is the copy to keep: streamed over backfilled, then the earliest."""
+    if (held.source == STREAM_SOURCE) != (trade.source == STREAM_SOURCE):
+        return trade.source == STREAM_SOURCE
+    return trade.received_ms < held.received_ms
+
+
 def _hour_trades(
     listing: _Listing, book: str, hour_start: int, hour_end: int, result: TradesResult
 ) -> list[Trade]:
-    names = listing.names(book, hour_start - MINUTE_MS, hour_end)
+    names = listing.names(book, hour_start, hour_end)
     kept: dict[int, Trade] = {}
     items = read_objects(listing.source, names, lambda name, data: parse_trades(data, name, book))
     for _name, parsed, bad in items:
@@ -261,7 +287,7 @@ def _hour_trades(
                 kept[trade.tid] = trade
                 continue
             result.duplicates += 1
-            if held.source != STREAM_SOURCE and trade.source == STREAM_SOURCE:
+            if _better(held, trade):
                 kept[trade.tid] = trade
     return list(kept.values())
 
@@ -347,21 +373,21 @@ def write_trades(
     source: SourceLike,
     start: TimeLike,
     end: TimeLike,
-    path: Path,
+    out: TableOut,
     books: Iterable[str] | None = None,
 ) -> TradesResult:
-    """Write the trades made in ``[start, end)`` to ``path`` (``.csv`` or ``.parquet``)."""
+    """Write the trades made in ``[start, end)`` to ``out`` (a ``.csv`` or ``.parquet`` file,
+    or CSV on a text stream)."""
     result = TradesResult()
     chunks = iter_trades(source, start, end, books, result)
-    if path.suffix.lower() == ".parquet":
+    if is_parquet(out):
         import pyarrow.parquet as pq  # noqa: PLC0415
 
-        with pq.ParquetWriter(path, trades_schema(), compression="zstd") as writer:
+        with pq.ParquetWriter(out, trades_schema(), compression="zstd") as writer:
             for chunk in chunks:
                 writer.write_table(trades_table(chunk))
         return result
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer_csv = csv.writer(handle)
+    with csv_rows(out) as writer_csv:
         writer_csv.writerow(TRADE_COLUMNS)
         for chunk in chunks:
             writer_csv.writerows(trade.row() for trade in chunk)

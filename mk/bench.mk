@@ -1,5 +1,5 @@
 # Collector benchmark: every strategy and the naive baseline under three latency profiles against
-# the fake Bitso (see the README). Included by the root Makefile, which defines PY and STAMP.
+# the fake Bitso (see docs/benchmarks.md). Included by the root Makefile, which defines PY and STAMP.
 # Also runs the archive benchmark (bench-archive, mk/archive.mk), the CPU share benchmark
 # (bench-cpu, mk/cpu_share.mk) and the datasets benchmark (bench-datasets, mk/datasets.mk) when
 # present, and the streams benchmark (bench-streams: one real-time minute).

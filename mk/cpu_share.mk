@@ -1,5 +1,5 @@
 # CPU share benchmark: the real function under a cgroup CPU quota of 0.333, 0.167 and 0.083
-# vCPU, one real minute per row (see the README). Included by the root Makefile (which defines
+# vCPU, one real minute per row (see docs/benchmarks.md). Included by the root Makefile (which defines
 # PY and STAMP); `make bench` runs it too (mk/bench.mk).
 .PHONY: bench-cpu
 

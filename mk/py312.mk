@@ -6,8 +6,9 @@ PY312 ?= $(shell python3.12 -c 'import sys; print(sys.executable)' 2>/dev/null |
 VENV312 := .venv-py312
 STAMP312 := $(VENV312)/.installed
 # Everything but the archive reader (not deployed with the function, so its polars and pyarrow
-# are not installed here), the round trip that reads back with it, and the Terraform checks.
-PY312_TESTS := --ignore=tests/archive --ignore=tests/test_round_trip.py --ignore=tests/test_terraform.py
+# are not installed here), the end-to-end tests that read back with it, and the Terraform checks.
+PY312_TESTS := --ignore=tests/archive --ignore=tests/e2e/test_round_trip.py \
+	--ignore=tests/e2e/test_streams_read_back.py --ignore=tests/e2e/test_try.py --ignore=tests/infra
 
 .PHONY: test-py312 test-py312-if-found
 
@@ -20,7 +21,8 @@ $(STAMP312): $(FUNCTION_DIR)/requirements.txt requirements-test.txt pyproject.to
 	touch $@
 
 test-py312: $(STAMP312) ## The function's tests on Python 3.12 (its Cloud Functions runtime)
-	$(VENV312)/bin/pytest -p no:cacheprovider $(PY312_TESTS)
+	$(VENV312)/bin/pytest -p no:cacheprovider $(PARALLEL) -m "not serial" $(PY312_TESTS)
+	$(VENV312)/bin/pytest -p no:cacheprovider -m serial $(PY312_TESTS)
 
 # `make test` runs the 3.12 pass whenever a python3.12 is found; CI (CI=true) requires one.
 test-py312-if-found:

@@ -1,8 +1,11 @@
-"""Shared fixtures: the fake Bitso in-process, and the real functions-framework server."""
+"""Shared fixtures: the fake Bitso in-process, the GCS emulator behind the strict proxy, and the
+real functions-framework server."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
@@ -16,10 +19,24 @@ import requests
 from bitso_format import iso_millis, seconds_to_ms
 from bitso_testkit.fake_bitso import FakeBitso
 from bitso_testkit.processes import FUNCTION_DIR, base_env, free_port, running
+from bitso_testkit.strict_gcs import StrictGcs, running_strict_gcs
 from tests.support.clock_control import SHIFT_FILE_ENV, ClockControl
 from tests.support.schemas import check_run_record
 
 SCHEDULE_HEADER = "X-CloudScheduler-ScheduleTime"
+_buckets = itertools.count()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests first (end-to-end, then slow), so parallel workers (pytest-xdist) start
+    them at once and finish together; otherwise in the order collected."""
+
+    def rank(item: pytest.Item) -> int:
+        return (item.get_closest_marker("e2e") is None) * 2 + (
+            item.get_closest_marker("slow") is None
+        )
+
+    items.sort(key=rank)
 
 
 @pytest.fixture
@@ -28,12 +45,33 @@ def fake_bitso() -> Iterator[FakeBitso]:
         yield fake
 
 
+@pytest.fixture(scope="session")
+def gcs() -> Iterator[StrictGcs]:
+    """The one GCS of the session (of each xdist worker): an in-memory emulator behind the strict
+    proxy, which enforces create-only writes as GCS does and fails on demand."""
+    with running_strict_gcs() as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def bucket(gcs: StrictGcs, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh, empty bucket; STORAGE_EMULATOR_HOST points this process's clients at the proxy,
+    and the faults the test asked for are cleared after it."""
+    name = f"bucket-{next(_buckets)}"
+    gcs.create_bucket(name)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.url)
+    yield name
+    gcs.clear()
+
+
 @dataclass
 class FunctionServer:
     url: str
     data_dir: Path
     log_path: Path
     clock: ClockControl | None
+    #: The server's process (the leader of its own process group: signal it with `killpg`).
+    process: subprocess.Popen[bytes] | None = None
 
     def call(
         self,
@@ -95,7 +133,9 @@ def start_function(tmp_path: Path) -> Iterator[StartFunction]:
             else:
                 args = [str(Path(sys.executable).parent / "functions-framework"), *cli]
             url = f"http://127.0.0.1:{port}"
-            stack.enter_context(running(args, base_env(env), f"{url}/robots.txt", log_path))
-            return FunctionServer(url, data_dir, log_path, clock)
+            process = stack.enter_context(
+                running(args, base_env(env), f"{url}/robots.txt", log_path)
+            )
+            return FunctionServer(url, data_dir, log_path, clock, process)
 
         yield start

@@ -24,10 +24,27 @@ def test_snapshot_names_read_back() -> None:
 def test_run_record_claim_and_stream_names() -> None:
     assert fmt.parse_run_record_name(fmt.run_record_name("", MINUTE_MS)) == MINUTE_MS
     assert fmt.parse_run_record_name(fmt.claim_name("", MINUTE_MS)) is None
-    name = fmt.stream_name("p/q", "diff-orders", "eth_mxn", MINUTE_MS + 59_999)
-    assert name == "p/q/diff-orders/2026/11/24/10/eth_mxn_20261124T1015Z.ndjson.gz"
-    assert fmt.parse_stream_name(name) == fmt.StreamName(name, "diff-orders", "eth_mxn", MINUTE_MS)
+    hour_ms = MINUTE_MS - 15 * 60_000  # 10:00
+    # A call's cut: named by the call's minute, under the hour its lines were received in.
+    name = fmt.stream_name("p/q", "diff-orders", "eth_mxn", hour_ms - 1, MINUTE_MS + 59_999)
+    assert name == "p/q/diff-orders/2026/11/24/09/eth_mxn_20261124T1015Z.ndjson.gz"
+    assert fmt.parse_stream_name(name) == fmt.StreamName(
+        name, "diff-orders", "eth_mxn", hour_ms - 3_600_000, MINUTE_MS
+    )
     assert fmt.parse_stream_name(name.replace("diff-orders", "orders")) is None
+    # A shutdown flush: its instant and the instance, so two never collide.
+    flush = fmt.stream_name("", "trades", "eth_mxn", hour_ms, SLOT_MS, "0a1b2c3d")
+    assert flush == "trades/2026/11/24/10/eth_mxn_20261124T101507.118Z-0a1b2c3d.ndjson.gz"
+    assert fmt.parse_stream_name(flush) == fmt.StreamName(
+        flush, "trades", "eth_mxn", hour_ms, SLOT_MS, "0a1b2c3d"
+    )
+    # A minute's name never carries an instance, and an instant's always does.
+    assert fmt.parse_stream_name(flush.replace("-0a1b2c3d", "")) is None
+    assert fmt.parse_stream_name(name.replace("1015Z", "1015Z-0a1b2c3d")) is None
+    record = fmt.shutdown_record_name("p", SLOT_MS, "0a1b2c3d")
+    assert record == "p/_runs/2026/11/24/10/20261124T101507.118Z-0a1b2c3d.shutdown.json"
+    assert fmt.parse_shutdown_record_name(record) == fmt.ShutdownName(record, SLOT_MS, "0a1b2c3d")
+    assert fmt.parse_run_record_name(record) is None
 
 
 def test_stamps_are_truncated_milliseconds_in_utc() -> None:

@@ -61,9 +61,11 @@ resource "google_cloudfunctions2_function" "fetch_book" {
     # Direct VPC egress documentation warns that a new instance can wait a
     # minute or more for its network, so new instances should be rare. The
     # instance is busy about 59 s of every minute anyway, so a minimum of one
-    # bills only the idle second or so between calls (the README's cost
-    # table). Without it, scale to zero costs nothing while paused.
-    min_instance_count               = var.static_egress_ip ? 1 : 0
+    # bills only the idle second or so between calls (docs/deployment.md's cost
+    # table). With streams, one instance is kept warm too: it owns the
+    # stream's connection and chain across calls. Without either, scale to
+    # zero costs nothing while paused.
+    min_instance_count               = var.static_egress_ip ? 1 : local.stream_warm_instances
     max_instance_count               = 1
     max_instance_request_concurrency = 1
 

@@ -29,6 +29,7 @@ locals {
     COMPRESSION          = var.compression
     STREAMS              = join(",", var.streams)
     BITSO_WS_URL         = var.bitso_ws_url
+    ANCHOR_EVERY_MINUTES = tostring(var.anchor_every_minutes)
     GOOGLE_CLOUD_PROJECT = var.project_id # log lines link to their request's trace
     LOG_EXECUTION_ID     = "true"
   }
@@ -104,7 +105,10 @@ locals {
 
   # fetch_book's vCPU share: the one asked for, else the smallest `make bench-cpu` measured to
   # keep the grid with margin (streams need more: their messages are parsed in the call).
-  fetch_book_cpu = var.function_cpu != "" ? var.function_cpu : (length(var.streams) > 0 ? "0.167" : "0.083")
+  # With streams, one instance stays warm: it keeps the stream's connection (and its diff chain)
+  # across calls, so no minute starts with a new subscription, anchor and backfill.
+  stream_warm_instances = length(var.streams) > 0 ? 1 : 0
+  fetch_book_cpu        = var.function_cpu != "" ? var.function_cpu : (length(var.streams) > 0 ? "0.167" : "0.083")
 
   # fetch_book's memory in MiB, for Cloud Run's limits on a fractional vCPU (function.tf).
   fetch_book_memory_parts = regex("^([0-9]+)(M|Mi|G|Gi)$", var.function_memory)

@@ -213,13 +213,24 @@ variable "compression" {
 }
 
 variable "streams" {
-  description = "Bitso WebSocket channels recorded beside the snapshots, one object per book, channel and minute (STREAMS): any of trades, diff-orders. Empty (the default) records snapshots only. With diff-orders, a book's first slot each minute (and its next slot after a sequence gap or a reconnect) fetches the full order-level book (aggregate=false) as the anchor of its diffs."
+  description = "Bitso WebSocket channels recorded beside the snapshots (STREAMS): any of trades, diff-orders. Empty (the default) records snapshots only. The instance keeps one connection across calls and each call stores what it received since the previous call; with streams on, one instance is kept warm (min_instance_count = 1) so the connection outlives the calls. With diff-orders, a book's chain is anchored (a slot fetching the full order-level book, aggregate=false) when it starts or breaks and every anchor_every_minutes."
   type        = list(string)
   default     = []
 
   validation {
     condition     = alltrue([for channel in var.streams : contains(["trades", "diff-orders"], channel)]) && length(distinct(var.streams)) == length(var.streams)
     error_message = "streams may hold trades and diff-orders, each at most once."
+  }
+}
+
+variable "anchor_every_minutes" {
+  description = "How often an unbroken diff chain is anchored again (ANCHOR_EVERY_MINUTES), in minutes: a reader rebuilding the book at an instant walks back at most this far. Each anchor costs one REST slot of its book."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.anchor_every_minutes == floor(var.anchor_every_minutes) && var.anchor_every_minutes >= 1 && var.anchor_every_minutes <= 1440
+    error_message = "anchor_every_minutes must be a whole number of minutes from 1 to 1440."
   }
 }
 
@@ -235,13 +246,13 @@ variable "bitso_ws_url" {
 }
 
 variable "create_bitso_secrets" {
-  description = "Create Secret Manager secrets for a Bitso API key and secret (containers only, no values in Terraform state) and point the function at them. Off by default: the order book is public, and a secret without a version makes every call fail until you add one. See the README section 'Optional: Bitso API credentials' for the order of steps."
+  description = "Create Secret Manager secrets for a Bitso API key and secret (containers only, no values in Terraform state) and point the function at them. Off by default: the order book is public, and a secret without a version makes every call fail until you add one. See docs/deployment.md, 'Optional: Bitso API credentials', for the order of steps."
   type        = bool
   default     = false
 }
 
 variable "static_egress_ip" {
-  description = "Send all of fetch_book's traffic through a VPC of this deployment whose Cloud NAT uses one reserved static external address (output static_egress_ip), so Bitso's per-IP budget of 60 requests a minute is this deployment's alone; also keeps one instance warm. About $6 a month (README, 'Static egress address'). false = Cloud Run's default egress: a dynamic pool of addresses shared with other tenants, no VPC, no NAT, min 0 instances."
+  description = "Send all of fetch_book's traffic through a VPC of this deployment whose Cloud NAT uses one reserved static external address (output static_egress_ip), so Bitso's per-IP budget of 60 requests a minute is this deployment's alone; also keeps one instance warm. About $6 a month (docs/deployment.md, 'Static egress address'). false = Cloud Run's default egress: a dynamic pool of addresses shared with other tenants, no VPC, no NAT, min 0 instances."
   type        = bool
   default     = true
 }

@@ -47,6 +47,17 @@ def test_load_to_csv_on_stdout(local_archive: Path, capsys: pytest.CaptureFixtur
     assert rows[0]["received_at"] == "2026-11-20T10:00:00.183Z"
 
 
+def test_load_out_dash_is_csv_on_stdout_like_no_out(
+    local_archive: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["load", str(local_archive), *RANGE, "--books", "btc_mxn", "-q"]
+    code, default, _ = run(capsys, *args)
+    assert code == 0
+    code, dash, err = run(capsys, *args, "--out", "-")
+    assert code == 0, err
+    assert dash == default and len(dash.splitlines()) > 10
+
+
 def test_load_parquet_and_top(
     local_archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -121,7 +132,7 @@ def test_compact_cli(local_archive: Path, capsys: pytest.CaptureFixture[str]) ->
         ),
         (["load", "SRC", *RANGE, "--books", "BTC-MXN"], "'BTC-MXN' is not a book name"),
         (["load", "SRC", *RANGE, "--books", ","], "at least one book"),
-        (["load", "SRC", *RANGE, "--out", "x.xlsx"], "must end in .csv or .parquet"),
+        (["load", "SRC", *RANGE, "--out", "x.xlsx"], "must end in .csv or .parquet, or be -"),
         (["gaps", "SRC", *RANGE, "--rpm", "61"], "from 1 to 60"),
         (["gaps", "SRC", *RANGE, "--png", "x.jpg"], "must end in .png"),
         (["load", "/definitely/not/here", *RANGE], "is not an existing directory"),

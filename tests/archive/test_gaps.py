@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bitso_archive import gaps_report
-from bitso_archive.gaps import unchanged_runs
+from bitso_archive.gaps import minute_spans, unchanged_runs
 from tests.archive.helpers import CORRUPT_NAME, LOST_SLOT, T10
 
 # Hand-computed from the grid: R = 7 -> offsets .000 08.571 17.142 25.714 34.285 42.857
@@ -195,3 +195,49 @@ def test_corrupt_run_record_is_reported(tmp_path: Path, local_archive: Path) -> 
 def test_bad_rpm(local_archive: Path, rpm: int) -> None:
     with pytest.raises(ValueError, match="rpm"):
         gaps_report(local_archive, T10, T10 + 60_000, rpm=rpm)
+
+
+def test_a_short_trial_in_a_long_range_counts_the_rest_as_not_collected(
+    local_archive: Path,
+) -> None:
+    """Five minutes collected in two hours asked for, half an hour of which is still to come."""
+    report = gaps_report(
+        local_archive, "2026-11-20T10:00", "2026-11-20T12:00", rpm=7, now="2026-11-20T11:30:20Z"
+    )
+    doc = report.as_dict()
+    _check(doc)  # the collected minutes are judged exactly as before
+    assert doc["counted_until"] == "2026-11-20T11:30:00.000Z"
+    assert doc["not_collected"] == {
+        "minutes": 85,
+        "spans": [
+            {"start": "2026-11-20T10:05:00.000Z", "end": "2026-11-20T11:30:00.000Z", "minutes": 85}
+        ],
+    }
+    text = report.format_table()
+    assert "Counted until 2026-11-20T11:30:00.000Z: the minutes from then on have not ended" in text
+    assert (
+        "Not collected (no run record, nothing stored): 85 minutes: "
+        "2026-11-20T10:05Z to 2026-11-20T11:29Z"
+    ) in text
+    assert "Incomplete or troubled minutes: 5" in text  # 10:01, 10:02 of each book, 10:04 eth
+
+
+def test_minutes_after_now_are_never_counted(local_archive: Path) -> None:
+    mid_minute = gaps_report(
+        local_archive, "2026-11-20T10:00", "2026-11-20T10:05", rpm=7, now="2026-11-20T10:02:30Z"
+    )
+    assert [m.minute_ms - T10 for m in mid_minute.books["btc_mxn"].minutes] == [0, 60_000]
+    assert mid_minute.not_collected == []
+    before = gaps_report(
+        local_archive, "2026-11-20T10:00", "2026-11-20T10:05", rpm=7, now="2026-11-20T09:00Z"
+    )
+    assert all(book.minutes == [] for book in before.books.values())
+    assert before.not_collected == [] and before.counted_until == T10
+
+
+def test_not_collected_minutes_are_joined_into_spans() -> None:
+    assert [str(s) for s in minute_spans([T10, T10 + 60_000, T10 + 180_000])] == [
+        "2026-11-20T10:00Z to 2026-11-20T10:01Z",
+        "2026-11-20T10:03Z",
+    ]
+    assert minute_spans([]) == []

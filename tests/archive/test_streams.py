@@ -1,16 +1,21 @@
-"""Reading streams back against an independent order-level market (tests/archive/stream_market).
+"""Reading the continuous streams back against an independent order-level market.
 
-Five minutes from 10:00: a clean one; one with a dropped diff; one with an outage (diffs lost,
-a reconnect, trades backfilled) and a planted drift; one nobody recorded; one with a short
-outage. The market's own book is the truth the rebuilt book is compared with.
+tests/archive/stream_market records 10:54 to 11:13 as five instances would: cuts at the end of
+every call, a cut across 11:00, an outage, a freeze with a burst of late receipts, a dropped
+diff, a rollout (the old instance frozen until its SIGTERM flush), two unfrozen instances
+storing the same diffs, a crash (no flush: a hole) and a new instance after a shutdown. The
+market's own book is the truth the rebuilt book is compared with; the generator's account of
+when the book can be known (written from the contract, not from the reader) is the truth the
+refusals and the gap report are compared with.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import json
 import logging
-import random
 import re
 import subprocess
 import sys
@@ -24,34 +29,20 @@ import pytest
 from bitso_archive.cli import main
 from bitso_archive.compact import compact_hour
 from bitso_archive.orderbook import UnknownInstantError
-from bitso_archive.replay import book_at
-from bitso_archive.trades import iter_trades
-from tests.archive.helpers import iso
-from tests.archive.stream_market import (
-    BOOK,
-    CLOSE_MS,
-    T0,
-    MinutePlan,
-    Span,
-    World,
-    build_world,
-    chain_end,
-    rest_time,
-)
+from bitso_archive.replay import book_at, replay
+from bitso_archive.trades import TradesResult, iter_trades
+from tests.archive.helpers import iso, ms
+from tests.archive.stream_market import BOOK, RPM, T0, T_END, World, build_world, rest_time
 
-PLANS = [
-    MinutePlan(),
-    MinutePlan(drops=(20_000,)),
-    MinutePlan(outages=((30_000, 31_500),), planted=(5,)),
-    MinutePlan(recorded=False),
-    MinutePlan(outages=((40_000, 40_002),)),
-]
-RANGE = ["--start", "2026-11-20T10:00", "--end", "2026-11-20T10:05"]
+RANGE = ["--start", "2026-11-20T10:54", "--end", "2026-11-20T11:13"]
+#: Minutes the stream covered without a break: no unknown time (the cut across 11:00, two
+#: instances storing the same diffs at 11:05).
+UNBROKEN = ["11:00", "11:03", "11:04", "11:05", "11:12"]
 
 
 @pytest.fixture(scope="module")
 def world() -> World:
-    return build_world(PLANS)
+    return build_world()
 
 
 @pytest.fixture(scope="module")
@@ -75,161 +66,205 @@ def as_text(view: Any) -> tuple[Any, Any]:
     return side(view.bids), side(view.asks)
 
 
-def instants(world: World, per_span: int = 25) -> list[tuple[int, Span]]:
-    """The first and last instant of every known span, and some in between."""
-    rng = random.Random(5)
-    chosen = []
-    for span in world.known_spans():
-        inside = [rng.randrange(span.start_ms, span.end_ms) for _ in range(per_span)]
-        chosen += [(t, span) for t in [span.start_ms, span.start_ms + 1, *inside, span.end_ms - 1]]
-    return chosen
+def at(text: str) -> int:
+    return ms(f"2026-11-20T{text}Z")
+
+
+def quiet_near(world: World, at_ms: int, step: int) -> int:
+    """The first instant from ``at_ms`` (stepping ``step``) with no event just before it."""
+    while not world.quiet(at_ms):
+        at_ms += step
+    return at_ms
+
+
+def boundary_instants(world: World) -> list[int]:
+    """Quiet instants within a few hundred ms on both sides of every cut."""
+    return sorted(
+        {quiet_near(world, c.at_ms - 250, -1) for c in world.cuts}
+        | {quiet_near(world, c.at_ms + 250, 1) for c in world.cuts}
+    )
+
+
+def check_known(world: World, source: Any, at_ms: int) -> Any:
+    """The book at a quiet instant is the market's own: what every event made by then left."""
+    sequence = world.sequence_at(at_ms)
+    view = book_at(source, BOOK, at_ms, depth=None)
+    assert view.sequence == sequence, iso(at_ms)
+    assert as_text(view) == world.levels_at([sequence])[sequence], iso(at_ms)
+    return view
 
 
 def test_the_world_has_what_the_tests_need(world: World) -> None:
-    minutes = world.minutes
-    assert [len(minutes[T0 + k * 60_000].anchors) for k in (0, 1, 2, 4)] == [1, 2, 2, 2]
-    assert minutes[T0].gaps == [] and len(minutes[T0 + 60_000].gaps) == 1
-    assert len(minutes[T0 + 120_000].gaps) == 1  # the outage lost diffs
-    assert minutes[T0 + 240_000].gaps == []  # a reconnect that lost nothing: re-anchored anyway
-    assert T0 + 180_000 not in minutes
+    names = set(world.archive.objects)
+    hour_10 = "diff-orders/2026/11/20/10/btc_mxn_20261120T1100Z.ndjson.gz"
+    assert {hour_10, hour_10.replace("/10/", "/11/")} <= names  # a cut across 11:00
+    flushes = sorted(n for n in names if n.endswith(".shutdown.json"))
+    assert [n.rsplit("-", 1)[1] for n in flushes] == [
+        "a1b2c3d4.shutdown.json",
+        "b5e6f708.shutdown.json",
+        "d3e4f5a6.shutdown.json",
+    ]
+    assert "diff-orders/2026/11/20/11/btc_mxn_20261120T110540.000Z-b5e6f708.ndjson.gz" in names
+    b, c = world.stored["b5e6f708"], world.stored["c9d0e1f2"]
+    assert len(b.keys() & c.keys()) > 100  # both stored them, both unfrozen
+    a = world.stored["a1b2c3d4"]
+    assert len(a.keys() & b.keys()) > 50  # the old instance's late copies of the rollout
+    reasons = {reason for _s, _e, reason in world.spans(T0, T_END)}
+    assert reasons == {
+        "known",
+        "not_recorded",
+        "before_first_anchor",
+        "sequence_gap",
+        "outage",
+        "frozen",
+        "crash",
+        "instance_start",
+    }
+    stamps = [world.merged[q] for q in sorted(world.merged)]
+    assert stamps == sorted(stamps)
+    assert len(world.cuts) == 19 and len(boundary_instants(world)) >= 36
 
 
-def test_rebuilt_book_equals_the_markets_at_many_instants(world: World, archive_dir: Path) -> None:
-    chosen = instants(world)
-    expected = world.levels_at(world.received_sequence(t, span) for t, span in chosen)
-    re_anchored = 0
-    for at_ms, span in chosen:
-        sequence = world.received_sequence(at_ms, span)
-        view = book_at(archive_dir, BOOK, at_ms, depth=None)
-        assert (view.sequence, as_text(view)) == (sequence, expected[sequence]), iso(at_ms)
-        anchors = world.minutes[at_ms - at_ms % 60_000].anchors
-        re_anchored += at_ms == span.start_ms and span.start_ms != anchors[0].received_ms
-    assert len(chosen) > 150
-    assert re_anchored == 3  # right at each re-anchor's receipt, the new anchor's book
-
-
-def test_depth_cuts_each_side(world: World, archive_dir: Path) -> None:
-    span = world.known_spans()[0]
-    full = book_at(archive_dir, BOOK, span.start_ms + 10, depth=None)
-    top = book_at(archive_dir, BOOK, span.start_ms + 10, depth=3)
-    assert top.bids == full.bids[:3] and top.asks == full.asks[:3]
-    assert len(full.bids) > 3
-
-
-def test_the_instant_right_after_a_dropped_diff_is_refused(world: World, archive_dir: Path) -> None:
-    facts = world.minutes[T0 + 60_000]
-    ((after, following),) = facts.gaps
-    received = dict(facts.stored)
-    last_before = received[after]
-    assert book_at(archive_dir, BOOK, last_before - 1).sequence < after + 1
-    for at_ms in (last_before, last_before + 1, received[following]):
+def test_book_at_equals_the_market_on_both_sides_of_every_cut(
+    world: World, archive_dir: Path
+) -> None:
+    counts = {"known": 0, "refused": 0}
+    for at_ms in boundary_instants(world):
+        truth, sequence = world.truth_at(at_ms)
+        if truth == "known":
+            assert check_known(world, archive_dir, at_ms).sequence == sequence
+            counts["known"] += 1
+            continue
         with pytest.raises(UnknownInstantError) as refused:
             book_at(archive_dir, BOOK, at_ms)
-        assert refused.value.reason == "sequence_gap"
-        assert f"sequence gap after {after}" in str(refused.value)
-        assert f"next {following}" in str(refused.value)
-    re_anchor = facts.anchors[1]
-    assert book_at(archive_dir, BOOK, re_anchor.received_ms).sequence >= re_anchor.sequence
+        assert refused.value.reason == truth, iso(at_ms)
+        counts["refused"] += 1
+    assert counts["known"] >= 30 and counts["refused"] >= 3
+
+
+def test_one_anchor_carries_the_book_across_cuts_hours_and_instances(
+    world: World, archive_dir: Path
+) -> None:
+    re_anchor = next(a for a in world.anchors if a.received_ms > at("10:59:20"))
+    for text in ("11:00:30", "11:01:30"):  # two and three cuts on, across 11:00
+        view = check_known(world, archive_dir, quiet_near(world, at(text), 1))
+        assert view.anchor == re_anchor.name
+    # B's chain runs on through C's first seconds, with C's copies of the diffs (received
+    # first), until C's own anchor.
+    b_anchor = next(a for a in world.anchors if at("11:02") <= a.received_ms < at("11:03"))
+    at_ms = quiet_near(world, at("11:05:04"), -1)
+    assert check_known(world, archive_dir, at_ms).anchor == b_anchor.name
+    taken = [q for q, r in world.merged.items() if at("11:05:00.200") <= r <= at_ms]
+    assert taken and {world.kept_from[q] for q in taken} == {"c9d0e1f2"}
 
 
 @pytest.mark.parametrize(
-    ("at", "reason", "says"),
+    ("text", "reason", "says"),
     [
-        ("2026-11-20T10:00:00.000Z", "before_first_anchor", "before the minute's first anchor"),
-        ("2026-11-20T10:00:59.999Z", "after_last_diff", "after the last diff recorded"),
-        ("2026-11-20T10:03:30.000Z", "not_recorded", "no diff-orders object of btc_mxn"),
-        ("2026-11-20T11:00:00.000Z", "not_recorded", "no diff-orders object of btc_mxn"),
+        ("10:50:00.000", "not_recorded", "no cut recorded btc_mxn before this"),
+        ("10:54:02.000", "before_first_anchor", "before the first anchor of btc_mxn found"),
+        ("10:55:30.700", "outage", "the diff-orders subscription of btc_mxn was down"),
+        ("10:55:33.000", "sequence_gap", "known again from the next anchor"),
+        ("10:57:30.000", "frozen", "instance a1b2c3d4 did not run from 2026-11-20T10:56:58.600Z"),
+        ("10:58:00.300", "frozen", "stamped late, and some of them"),
+        ("10:59:22.000", "sequence_gap", "sequence gap after"),
+        ("11:02:00.100", "frozen", "instance a1b2c3d4 did not run"),
+        ("11:02:00.220", "frozen", "the only copy stored"),  # B watching, A's late copies
+        ("11:07:30.000", "crash", "no shutdown record followed (it was killed or crashed)"),
+        ("11:08:02.000", "sequence_gap", "known again from the next anchor"),
+        ("11:10:30.000", "instance_start", "instance d3e4f5a6 shut down at 2026-11-20T11:09:59"),
+        ("11:11:02.000", "sequence_gap", "known again from the next anchor"),
+        ("11:20:00.000", "not_recorded", "after the last cut recorded"),
     ],
 )
-def test_instants_the_archive_cannot_know(
-    archive_dir: Path, at: str, reason: str, says: str
+def test_refusals_name_every_hole(
+    world: World, archive_dir: Path, text: str, reason: str, says: str
 ) -> None:
+    at_ms = at(text)
+    assert world.truth_at(at_ms)[0] == reason  # the generator agrees, from its own account
     with pytest.raises(UnknownInstantError) as refused:
-        book_at(archive_dir, BOOK, at)
+        book_at(archive_dir, BOOK, at_ms)
     assert refused.value.reason == reason
     assert says in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "10:54:05.080",
+        "10:55:35.100",
+        "10:58:00.600",
+        "10:59:25.100",
+        "11:02:00.300",
+        "11:08:05.100",
+        "11:11:05.100",
+    ],
+)
+def test_the_book_is_known_again_after_every_break(
+    world: World, archive_dir: Path, text: str
+) -> None:
+    at_ms = quiet_near(world, at(text), 1)
+    assert world.truth_at(at_ms)[0] == "known"
+    check_known(world, archive_dir, at_ms)
 
 
 def test_book_command_json_and_text(
     world: World, archive_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    span = world.known_spans()[2]
-    at_ms = (span.start_ms + span.end_ms) // 2
-    sequence = world.received_sequence(at_ms, span)
+    at_ms = quiet_near(world, at("11:03:30"), 1)
+    sequence = world.sequence_at(at_ms)
     bids, asks = world.levels_at([sequence], depth=5)[sequence]
     code, out, err = run(
-        capsys,
-        "book",
-        str(archive_dir),
-        "--book",
-        BOOK,
-        "--at",
-        iso(at_ms),
-        "--depth",
-        "5",
+        capsys, "book", str(archive_dir), "--book", BOOK, "--at", iso(at_ms), "--depth", "5",
         "--json",
-    )
+    )  # fmt: skip
     assert code == 0, err
     doc = json.loads(out)
     assert list(doc) == ["book", "at", "sequence", "bids", "asks"]
     assert (doc["book"], doc["at"], doc["sequence"]) == (BOOK, iso(at_ms), sequence)
     assert doc["bids"] == [{"price": p, "amount": a, "orders": n} for p, a, n in bids]
     assert doc["asks"] == [{"price": p, "amount": a, "orders": n} for p, a, n in asks]
-
     code, out, _ = run(capsys, "book", str(archive_dir), "--book", BOOK, "--at", iso(at_ms))
     assert code == 0
     assert out.splitlines()[0].startswith(f"btc_mxn at {iso(at_ms)}, sequence {sequence}")
-    assert f"{bids[0][0]}  {bids[0][1]}" in out
+    assert re.search(rf"bid\s+0\s+{bids[0][0]}\s+{bids[0][1]}\s+{bids[0][2]}\n", out)
 
 
 def test_book_command_refuses_with_exit_1_and_one_line(
-    world: World, archive_dir: Path, capsys: pytest.CaptureFixture[str]
+    archive_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ((after, following),) = world.minutes[T0 + 60_000].gaps
-    at = iso(dict(world.minutes[T0 + 60_000].stored)[after])
-    code, out, err = run(capsys, "book", str(archive_dir), "--book", BOOK, "--at", at, "--json")
+    when = "2026-11-20T11:07:30.000Z"
+    code, out, err = run(capsys, "book", str(archive_dir), "--book", BOOK, "--at", when, "--json")
     assert (code, out) == (1, "")
-    assert err.startswith(f"error: btc_mxn at {at} is unknown: sequence gap after {after}")
-    assert f"next {following}" in err
+    assert err.startswith(f"error: btc_mxn at {when} is unknown: instance c9d0e1f2's last cut")
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_replay_csv_one_row_per_level_and_unknown_instants_skipped(
+def test_replay_walks_across_cuts_and_skips_what_cannot_be_known(
     world: World, archive_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out_file = tmp_path / "replay.csv"
+    start, end = "2026-11-20T10:56:30", "2026-11-20T11:03:30"
     code, _, err = run(
-        capsys,
-        "replay",
-        str(archive_dir),
-        "--book",
-        BOOK,
-        "--start",
-        "2026-11-20T10:00",
-        "--end",
-        "2026-11-20T10:05",
-        "--every",
-        "1s",
-        "--depth",
-        "3",
-        "--out",
-        str(out_file),
-    )
+        capsys, "replay", str(archive_dir), "--book", BOOK, "--start", start, "--end", end,
+        "--every", "1s", "--depth", "3", "--out", str(out_file),
+    )  # fmt: skip
     assert code == 0, err
     rows = list(csv.DictReader(out_file.open()))
     assert list(rows[0]) == ["book", "at", "sequence", "side", "level", "price", "amount", "orders"]
-    known = world.known_spans()
-    ticks = list(range(T0, T0 + 300_000, 1000))
-    expected_ticks = [t for t in ticks if any(s.start_ms <= t < s.end_ms for s in known)]
-    assert sorted({r["at"] for r in rows}) == [iso(t) for t in expected_ticks]
-    assert f"300 instants of btc_mxn: {len(expected_ticks)} known" in err
+    ticks = list(range(ms(start + "Z"), ms(end + "Z"), 1000))
+    truths = {t: world.truth_at(t) for t in ticks}
+    expected = [t for t in ticks if truths[t][0] == "known"]
+    assert sorted({r["at"] for r in rows}) == [iso(t) for t in expected]
+    assert f"{len(ticks)} instants of btc_mxn: {len(expected)} known" in err
+    assert "unknown from 2026-11-20T10:56:58.600Z" in err  # the freeze, named
     by_tick: dict[str, list[dict[str, str]]] = {}
     for row in rows:
         by_tick.setdefault(row["at"], []).append(row)
     checked = 0
-    for tick in expected_ticks[::17]:
-        span = next(s for s in known if s.start_ms <= tick < s.end_ms)
-        sequence = world.received_sequence(tick, span)
+    for tick in expected[::13]:
+        sequence = truths[tick][1]
+        assert sequence is not None
         bids, asks = world.levels_at([sequence], depth=3)[sequence]
         got = by_tick[iso(tick)]
         assert {r["sequence"] for r in got} == {str(sequence)}
@@ -237,72 +272,69 @@ def test_replay_csv_one_row_per_level_and_unknown_instants_skipped(
             ("bid", str(i), p, a, str(n)) for i, (p, a, n) in enumerate(bids)
         ] + [("ask", str(i), p, a, str(n)) for i, (p, a, n) in enumerate(asks)]
         checked += 1
-    assert checked > 10
+    assert checked > 20
+
+
+def test_replay_from_between_an_anchors_slot_and_its_receipt_takes_that_anchor(
+    world: World, archive_dir: Path
+) -> None:
+    re_anchor = next(a for a in world.anchors if a.received_ms > at("10:55:31.500"))
+    start = re_anchor.slot_ms + 40  # asked for, not yet answered
+    instants = list(replay(archive_dir, BOOK, start, start + 3_000, 1_000, depth=None))
+    assert [i.unknown.reason if i.unknown else None for i in instants] == [
+        "sequence_gap",
+        None,
+        None,
+    ]
+    for instant in instants[1:]:
+        assert instant.view is not None and instant.view.anchor == re_anchor.name
+        assert instant.view.sequence == world.truth_at(instant.at_ms)[1]
+
+
+def test_replay_coarser_than_a_minute_samples_the_first_known_instant_of_each_interval(
+    world: World, archive_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    start, end = ms("2026-11-20T10:55:00Z"), ms("2026-11-20T11:05:00Z")
+    args = ["replay", str(archive_dir), "--book", BOOK, "--start", iso(start), "--end", iso(end)]
+    code, out, err = run(capsys, *args, "--every", "1m", "--depth", "2", "--out", "-")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    expected = []
+    for interval in range(start, end, 60_000):
+        known = [a for a, _b, why in world.spans(interval, interval + 60_000) if why == "known"]
+        if known:
+            expected.append(known[0])
+    assert sorted({r["at"] for r in rows}) == [iso(t) for t in expected]
+    assert any(t % 60_000 for t in expected)  # some interval began unknown: sampled later
+    for instant in expected:
+        sequence = world.truth_at(instant)[1]
+        assert {r["sequence"] for r in rows if r["at"] == iso(instant)} == {str(sequence)}
 
 
 def test_replay_parquet_exact_decimals(archive_dir: Path, tmp_path: Path) -> None:
+    args = ["--start", "2026-11-20T11:03:06", "--end", "2026-11-20T11:03:16", "--every", "250ms"]
     out_file = tmp_path / "replay.parquet"
-    code = main(
-        [
-            "replay",
-            str(archive_dir),
-            "--book",
-            BOOK,
-            "--start",
-            "2026-11-20T10:00:06",
-            "--end",
-            "2026-11-20T10:00:16",
-            "--every",
-            "250ms",
-            "--depth",
-            "2",
-            "--out",
-            str(out_file),
-            "-q",
-        ]
-    )
-    assert code == 0
+    common = ["replay", str(archive_dir), "--book", BOOK, *args, "--depth", "2", "-q"]
+    assert main([*common, "--out", str(out_file)]) == 0
     table = pq.read_table(out_file)
     assert table.num_rows == 40 * 4
     types = {f.name: str(f.type) for f in table.schema}
     assert types["price"] == types["amount"] == "decimal128(38, 9)"
     assert types["at"] == "timestamp[ms, tz=UTC]" and types["orders"] == "int32"
     csv_file = tmp_path / "replay.csv"
-    assert (
-        main(
-            [
-                "replay",
-                str(archive_dir),
-                "--book",
-                BOOK,
-                "--start",
-                "2026-11-20T10:00:06",
-                "--end",
-                "2026-11-20T10:00:16",
-                "--every",
-                "250ms",
-                "--depth",
-                "2",
-                "--out",
-                str(csv_file),
-                "-q",
-            ]
-        )
-        == 0
-    )
+    assert main([*common, "--out", str(csv_file)]) == 0
     rows = list(csv.DictReader(csv_file.open()))
     assert [Decimal(r["amount"]) for r in rows] == table.column("amount").to_pylist()
 
 
-def test_trades_complete_once_in_tid_order(world: World, archive_dir: Path) -> None:
-    start, end = T0, T0 + 4 * 60_000 + CLOSE_MS  # trades after the last call closed: never stored
-    made = {tid: t for tid, t in world.trades.items() if start <= t["x"] < end}
-    assert set(made) <= world.stored_tids  # the collector model stored every one of them
-    (trades,) = list(iter_trades(archive_dir, start, end))
-    assert [t.tid for t in trades] == sorted(made)
-    sources = {t.tid: t.source for t in trades}
-    assert {tid for tid, s in sources.items() if s == "stream"} == set(made) & world.streamed_tids
-    assert "rest" in sources.values() and "stream" in sources.values()
+def test_trades_every_stored_trade_once_in_tid_order(world: World, archive_dir: Path) -> None:
+    result = TradesResult()
+    trades = [t for chunk in iter_trades(archive_dir, T0, T_END, None, result) for t in chunk]
+    stored = world.streamed_tids | world.backfilled_tids
+    made = {tid: t for tid, t in world.trades.items() if T0 <= t["x"] < T_END}
+    assert [t.tid for t in trades] == sorted(set(made) & stored)
+    assert len(set(made) - stored) > 20  # made in the crash's hole and never backfilled
+    assert result.duplicates > 300  # two instances' copies, and backfills of streamed ones
     for trade in trades:
         sent = made[trade.tid]
         assert (trade.book, trade.created_ms, trade.price, trade.amount) == (
@@ -312,6 +344,7 @@ def test_trades_complete_once_in_tid_order(world: World, archive_dir: Path) -> N
             sent["a"],
         )
         assert trade.taker_side == ("buy" if sent["t"] == 0 else "sell")
+        assert trade.source == ("stream" if trade.tid in world.streamed_tids else "rest")
         if trade.source == "stream":
             assert (trade.value, trade.maker_order, trade.taker_order) == (
                 sent["v"],
@@ -320,6 +353,21 @@ def test_trades_complete_once_in_tid_order(world: World, archive_dir: Path) -> N
             )
         else:
             assert (trade.value, trade.maker_order, trade.taker_order) == (None, None, None)
+
+
+def test_trades_of_a_range_that_ends_inside_a_freeze_come_from_the_late_receipts(
+    world: World, archive_dir: Path
+) -> None:
+    """Trades made while A was frozen were stamped when it ran again, in a later cut."""
+    start, end = at("10:57:00"), at("10:57:40")
+    (trades,) = list(iter_trades(archive_dir, start, end))
+    made = sorted(
+        tid
+        for tid, t in world.trades.items()
+        if start <= t["x"] < end and tid in world.streamed_tids
+    )
+    assert [t.tid for t in trades] == made and len(made) > 20
+    assert all(t.received_ms == at("10:58:00.100") for t in trades)
 
 
 def test_trades_command_csv_and_parquet(
@@ -348,7 +396,6 @@ def test_trades_command_csv_and_parquet(
     rest = next(r for r in rows if r["source"] == "rest")
     assert rest["value"] == rest["maker_order"] == ""
     assert rest_time(world.trades[int(rest["tid"])]["x"]).startswith(rest["created_at"][:19])
-
     out_parquet = tmp_path / "trades.parquet"
     code, _, err = run(
         capsys, "trades", str(archive_dir), *RANGE, "--books", BOOK, "-q", "--out", str(out_parquet)
@@ -360,159 +407,145 @@ def test_trades_command_csv_and_parquet(
     assert table.column("price").to_pylist() == [Decimal(r["price"]) for r in rows]
 
 
-def gap_minutes(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {m["minute"]: m for m in doc["streams"][BOOK]["minutes"]}
+def unknown_by_reason(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Adjacent spans of one reason as one (the two accounts may cut them differently)."""
+    merged: list[tuple[int, int, str]] = []
+    for start, end, reason in sorted(spans):
+        if merged and merged[-1][1] == start and merged[-1][2] == reason:
+            merged[-1] = (merged[-1][0], end, reason)
+        else:
+            merged.append((start, end, reason))
+    return merged
 
 
-def test_gaps_json_names_each_gap_the_uncovered_time_and_the_unknown_spans(
-    world: World, archive_dir: Path, capsys: pytest.CaptureFixture[str]
+@pytest.fixture(scope="module")
+def gaps_doc(archive_dir: Path) -> dict[str, Any]:
+    from bitso_archive.gaps import gaps_report
+
+    return gaps_report(archive_dir, T0, T_END, rpm=RPM).as_dict()
+
+
+def test_gaps_names_every_break_as_the_generator_does(
+    world: World, gaps_doc: dict[str, Any]
 ) -> None:
-    code, out, err = run(capsys, "gaps", str(archive_dir), *RANGE, "--json", "--rpm", "12")
-    assert code == 0, err
-    minutes = gap_minutes(json.loads(out))
-    assert sorted(minutes) == [iso(m)[:17] + "00Z" for m in sorted(world.minutes)]
-    for minute_ms, facts in world.minutes.items():
-        got = minutes[iso(minute_ms)[:17] + "00Z"]
-        assert [(g["after"], g["next"]) for g in got["sequence_gaps"]] == facts.gaps
-        assert got["uncovered_ms"] == facts.uncovered_ms
-        assert got["reconnects"] == facts.reconnects
-        assert got["messages"] == len(facts.stored)
-        unknown = [s for s in facts.spans if s.reason != "known"]
-        assert [(u["from"], u["to"], u["reason"]) for u in got["unknown"]] == [
-            (iso(s.start_ms), iso(s.end_ms), s.reason) for s in unknown
-        ]
-        assert [
-            tuple(u["gap"][k] for k in ("after", "next")) for u in got["unknown"] if u["gap"]
-        ] == [s.gap for s in unknown if s.gap]
-        assert got["unknown_ms"] == sum(s.end_ms - s.start_ms for s in unknown)
-        assert [a["sequence"] for a in got["anchors"]] == [a.sequence for a in facts.anchors]
+    streams = gaps_doc["streams"][BOOK]
+    summary = streams["summary"]
+    start, end = ms(summary["from"]), ms(summary["to"])
+    assert (iso(start), iso(end)) == ("2026-11-20T10:54:00.150Z", "2026-11-20T11:12:58.500Z")
+    got = [(ms(u["from"]), ms(u["to"]), u["reason"]) for u in streams["unknown"]]
+    truth = [s for s in world.spans(start, end) if s[2] != "known"]
+    assert unknown_by_reason(got) == unknown_by_reason(truth)
+    assert summary["unknown_ms"] == sum(e - s for s, e, _r in truth)
+    assert set(summary["unknown_ms_by_reason"]) == {
+        "before_first_anchor",
+        "outage",
+        "sequence_gap",
+        "frozen",
+        "crash",
+        "instance_start",
+    }
+    assert summary["duplicates"] > 300
+    gaps = [(g["after"], g["next"]) for m in streams["minutes"] for g in m["sequence_gaps"]]
+    assert len(gaps) == 4  # the outage, the dropped diff, the crash, the instance start
 
 
-def test_gaps_never_counts_a_trades_backfill_slot_as_a_missing_snapshot(
-    world: World, archive_dir: Path, capsys: pytest.CaptureFixture[str]
+def test_gaps_reports_zero_unknown_time_for_minutes_covered_without_a_break(
+    world: World, gaps_doc: dict[str, Any]
 ) -> None:
-    code, out, _ = run(capsys, "gaps", str(archive_dir), *RANGE, "--json")
-    assert code == 0
-    snapshots = {m["minute"]: m for m in json.loads(out)["books"][BOOK]["minutes"]}
-    for minute_ms, facts in world.minutes.items():
+    minutes = {m["minute"]: m for m in gaps_doc["streams"][BOOK]["minutes"]}
+    assert len(minutes) == 19
+    window = (at("10:54:00.150"), at("11:12:58.500"))
+    truth = [s for s in world.spans(*window) if s[2] != "known"]
+    for name, minute in minutes.items():
+        start, end = ms(name), ms(name) + 60_000
+        overlap = sum(max(0, min(e, end) - max(s, start)) for s, e, _r in truth)
+        assert minute["unknown_ms"] == overlap, name
+    for text in UNBROKEN:
+        minute = minutes[f"2026-11-20T{text}:00Z"]
+        assert (minute["unknown_ms"], minute["unknown"]) == (0, []), text
+        assert minute["messages"] > 300 and minute["sequence_gaps"] == []
+    assert minutes["2026-11-20T11:05:00Z"]["run_record"]["diff-orders"]["continuous"] is False
+    assert len(minutes["2026-11-20T11:00:00Z"]["diff_objects"]) == 2  # one an hour of receipt
+
+
+def test_gaps_never_counts_a_slot_used_for_an_anchor_or_a_backfill_as_missing(
+    world: World, gaps_doc: dict[str, Any]
+) -> None:
+    snapshots = {m["minute"]: m for m in gaps_doc["books"][BOOK]["minutes"]}
+    served = {cut.minute_ms: cut for cut in world.cuts if cut.minute_ms is not None}
+    backfills = anchors = 0
+    for minute_ms, cut in served.items():
         got = snapshots[iso(minute_ms)[:17] + "00Z"]
-        assert len(facts.backfill_slots) >= 1
+        uses = dict(cut.slot_uses)
+        backfill = sum(1 for use in uses.values() if use == "trades_backfill")
+        backfills += backfill
+        anchors += sum(1 for use in uses.values() if use == "anchor")
         assert (got["expected"], got["present"], got["missing"]) == (
-            12 - len(facts.backfill_slots),
-            12 - len(facts.backfill_slots),
+            RPM - backfill,
+            RPM - backfill,
             [],
-        )
+        ), iso(minute_ms)
         assert got["grid_from"] == "run_record"
+    assert backfills >= 3 and anchors >= 8
 
 
-@pytest.mark.parametrize("minute", [2, 4])
-def test_the_instant_after_an_outage_is_refused_until_the_re_anchor(
-    world: World, archive_dir: Path, minute: int
-) -> None:
-    facts = world.minutes[T0 + minute * 60_000]
-    ((lost_at, _back),) = facts.outages
-    last_before = max(when for _seq, when in facts.stored if when <= lost_at)
-    re_anchor = next(a for a in facts.anchors if a.received_ms > lost_at)
-    for at_ms in (last_before, lost_at, re_anchor.received_ms - 1):
-        with pytest.raises(UnknownInstantError) as refused:
-            book_at(archive_dir, BOOK, at_ms)
-        assert refused.value.reason == "outage"
-        assert f"the socket was lost at {iso(lost_at)}" in str(refused.value)
-    assert book_at(archive_dir, BOOK, last_before - 1).sequence < re_anchor.sequence
-    assert book_at(archive_dir, BOOK, re_anchor.received_ms).sequence >= re_anchor.sequence
-
-
-def test_drift_is_zero_on_a_clean_archive_and_counts_a_planted_one(
-    world: World, archive_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, _ = run(capsys, "gaps", str(archive_dir), *RANGE, "--json", "--rpm", "12")
-    assert code == 0
-    doc = json.loads(out)
-    summary = doc["streams"][BOOK]["summary"]
-    planted = world.minutes[T0 + 120_000].aggregated
+def test_drift_is_zero_but_the_planted_one(world: World, gaps_doc: dict[str, Any]) -> None:
+    streams = gaps_doc["streams"][BOOK]
+    summary = streams["summary"]
     assert summary["drift_mismatched"] == 1
-    (mismatch,) = gap_minutes(doc)["2026-11-20T10:02:00Z"]["drift"]["mismatches"]
-    assert mismatch["snapshot"] == next(s.name for s in planted if s.planted)
+    (mismatch,) = [c for m in streams["minutes"] for c in m["drift"]["mismatches"]]
+    assert mismatch["snapshot"] == next(name for name, _q, planted in world.aggregated if planted)
     assert mismatch["detail"].startswith("bid level 0: rebuilt")
-    checkable = [
-        s
-        for facts in world.minutes.values()
-        for s in facts.aggregated
-        if any(a.sequence <= s.sequence <= chain_end(facts, a) for a in facts.anchors)
-    ]
-    assert summary["drift_checked"] == len(checkable) > 20
-    total = sum(len(f.aggregated) for f in world.minutes.values())
-    assert summary["drift_unchecked"] == total - len(checkable) > 0
-
-    clean = build_world([MinutePlan(), MinutePlan(drops=(20_000,)), MinutePlan()], seed=11)
-    root = clean.archive.write_local(tmp_path / "clean")
-    code, out, _ = run(
-        capsys,
-        "gaps",
-        str(root),
-        "--start",
-        "2026-11-20T10:00",
-        "--end",
-        "2026-11-20T10:03",
-        "--json",
-        "--rpm",
-        "12",
-    )
-    clean_summary = json.loads(out)["streams"][BOOK]["summary"]
-    assert clean_summary["drift_mismatched"] == 0
-    assert clean_summary["drift_checked"] >= 20
-    assert clean_summary["sequence_gaps"] == 1
+    in_window = [a for a in world.aggregated if "T105400.000Z" not in a[0]]  # before 10:54:00.150
+    assert summary["drift_checked"] + summary["drift_unchecked"] == len(in_window)
+    assert summary["drift_checked"] > 150
 
 
 def test_gaps_text_lists_the_stream_part(
-    world: World, archive_dir: Path, capsys: pytest.CaptureFixture[str]
+    archive_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, _ = run(capsys, "gaps", str(archive_dir), *RANGE, "--rpm", "12")
     assert code == 0
     streams = out.split("Streams:", 1)[1]
-    ((after, following),) = world.minutes[T0 + 60_000].gaps
-    assert "Sequence gaps: 2" in streams
-    assert re.search(rf"btc_mxn\s+{after}\s+{following}\s", streams)
+    assert "Sequence gaps: 4" in streams
     assert "Drift (snapshots that differ from the rebuilt book): 1" in streams
-    inside = [
-        s
-        for s in world.unknown_spans()
-        if s.reason in ("sequence_gap", "outage")
-        or (s.reason == "after_last_diff" and s.end_ms % 60_000)
-    ]
-    assert f"Unknown spans inside minutes: {len(inside)} " in streams
-    assert streams.count(": sequence_gap") == 1  # the dropped diff
-    assert streams.count(": outage") == 2  # one that lost diffs, one that lost none
+    assert "Unknown spans: " in streams
+    for reason in ("crash", "instance_start", "frozen", "outage", "sequence_gap"):
+        assert f": {reason}" in streams
 
 
-def test_a_corrupt_diffs_object_makes_its_minute_unknown(
+def test_a_corrupt_diffs_object_makes_what_it_held_unknown(
     world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     root = world.archive.write_local(tmp_path / "data")
-    name = "diff-orders/2026/11/20/10/btc_mxn_20261120T1000Z.ndjson.gz"
+    name = "diff-orders/2026/11/20/11/btc_mxn_20261120T1103Z.ndjson.gz"
     (root / name).write_bytes((root / name).read_bytes()[:200])  # truncated gzip
     logger = logging.getLogger("bitso_archive")
     logger.addHandler(caplog.handler)
     try:
         with pytest.raises(UnknownInstantError) as refused:
-            book_at(root, BOOK, "2026-11-20T10:00:30")
+            book_at(root, BOOK, "2026-11-20T11:03:30")
     finally:
         logger.removeHandler(caplog.handler)
     assert refused.value.reason == "not_recorded" and "cannot be read" in str(refused.value)
     assert any(name in record.getMessage() for record in caplog.records)
+    with pytest.raises(UnknownInstantError) as after:  # the diffs it held are gone: a gap
+        book_at(root, BOOK, "2026-11-20T11:04:10")
+    assert after.value.reason == "sequence_gap"
 
 
 def test_streams_in_a_bucket_under_a_prefix(world: World, gcs_bucket: Any) -> None:
-    prefixed = build_world(PLANS, prefix="collector")
+    prefixed = build_world(prefix="collector")
     prefixed.archive.upload(gcs_bucket)
     source = f"gs://{gcs_bucket.name}/collector"
-    at_ms, span = instants(world, per_span=1)[5]
-    sequence = world.received_sequence(at_ms, span)
-    view = book_at(source, BOOK, at_ms, depth=None)
-    assert (view.sequence, as_text(view)) == (sequence, world.levels_at([sequence])[sequence])
-    (trades,) = list(iter_trades(source, T0, T0 + 60_000))
+    check_known(world, source, quiet_near(world, at("11:00:30"), 1))
+    with pytest.raises(UnknownInstantError) as refused:
+        book_at(source, BOOK, at("11:07:30"))
+    assert refused.value.reason == "crash"
+    start, end = at("11:05:00"), at("11:06:00")
+    (trades,) = list(iter_trades(source, start, end))
     assert [t.tid for t in trades] == sorted(
-        tid for tid, t in world.trades.items() if T0 <= t["x"] < T0 + 60_000
+        tid for tid, t in world.trades.items() if start <= t["x"] < end
     )
 
 
@@ -543,7 +576,12 @@ def test_compact_writes_the_hours_trades_beside_the_books(world: World, tmp_path
         "taker_order",
         "source",
     ]
-    stored = sorted(t for t in world.stored_tids if T0 <= world.trades[t]["x"] < T0 + 3_600_000)
+    hour = (ms("2026-11-20T10:00:00Z"), ms("2026-11-20T11:00:00Z"))
+    stored = sorted(
+        t
+        for t in world.streamed_tids | world.backfilled_tids
+        if hour[0] <= world.trades[t]["x"] < hour[1]
+    )
     assert table.column("tid").to_pylist() == stored
     assert outputs[TRADES_10]["rows"] == len(stored)
     first = (root / TRADES_10).read_bytes()
@@ -602,46 +640,41 @@ def test_bad_input_to_the_stream_commands_is_an_argparse_error(
 
 
 def test_book_runs_as_a_process_with_its_console_name(archive_dir: Path, world: World) -> None:
-    span = world.known_spans()[0]
+    at_ms = quiet_near(world, at("11:04:10"), 1)
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bitso_archive",
-            "book",
-            str(archive_dir),
-            "--book",
-            BOOK,
-            "--at",
-            iso(span.start_ms + 5),
-            "--json",
-        ],
+        [sys.executable, "-m", "bitso_archive", "book", str(archive_dir), "--book", BOOK,
+         "--at", iso(at_ms), "--json"],
         capture_output=True,
         check=False,
         text=True,
         timeout=60,
-    )
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["sequence"] == world.received_sequence(span.start_ms + 5, span)
+    assert json.loads(done.stdout)["sequence"] == world.sequence_at(at_ms)
 
 
 def test_the_generator_writes_what_the_schemas_allow(world: World) -> None:
-    """The independent copy must not drift from the real format: its stream lines, and the
-    stream parts of its run records, follow the repository's schemas."""
-    import gzip
-
+    """The independent copy must not drift from the real format: its stream lines, the stream
+    parts of its run records, and its shutdown records follow the repository's schemas."""
     import jsonschema
+    from referencing import Registry, Resource
 
-    from tests.support.schemas import RUN_RECORD, STREAM_LINE
+    from tests.support.schemas import RUN_RECORD, SCHEMAS, STREAM_LINE
 
+    shutdown = json.loads((SCHEMAS / "shutdown_record.schema.json").read_text())
+    registry = Registry().with_resource(RUN_RECORD["$id"], Resource.from_contents(RUN_RECORD))
     checker = jsonschema.Draft202012Validator(RUN_RECORD)
+    shutdown_checker = jsonschema.Draft202012Validator(shutdown, registry=registry)
     line_checker = jsonschema.Draft202012Validator(STREAM_LINE)
-    lines = runs = 0
+    lines = runs = flushes = 0
     for name, (data, _encoding) in world.archive.objects.items():
         if name.endswith(".ndjson.gz"):
             for raw in gzip.decompress(data).splitlines():
                 line_checker.validate(json.loads(raw))
                 lines += 1
+        elif name.endswith(".shutdown.json"):
+            shutdown_checker.validate(json.loads(data))
+            flushes += 1
         elif name.startswith("_runs/") and name.endswith(".json"):
             errors = [
                 e.message
@@ -650,4 +683,5 @@ def test_the_generator_writes_what_the_schemas_allow(world: World) -> None:
             ]
             assert errors == [], name
             runs += 1
-    assert lines > 1000 and runs == len(world.minutes)
+    assert lines > 5000 and flushes == 3
+    assert runs == sum(1 for c in world.cuts if c.minute_ms is not None) == 16

@@ -5,6 +5,7 @@ Nothing here opens a connection at import; `main.py` only forwards the request.
 
 from __future__ import annotations
 
+import atexit
 import json
 import threading
 import uuid
@@ -45,7 +46,7 @@ HTTP_STATUS = {
 }
 
 
-#: The methods served (README: "POST (or GET) to the function"); anything else is a 405.
+#: The methods served (docs/operations.md: POST, or GET); anything else is a 405.
 ALLOWED_METHODS = ("GET", "POST")
 #: Bytes a body too large is read and dropped in, after its first `MAX_BODY_BYTES`.
 DRAIN_CHUNK = 64 * 1024
@@ -57,11 +58,16 @@ class Runtime:
     collector: Collector
 
 
-def build_runtime(settings: Settings, with_clock: Clock | None = None) -> Runtime:
+def build_runtime(
+    settings: Settings, with_clock: Clock | None = None, with_log: JsonLogger | None = None
+) -> Runtime:
+    the_log = with_log or log
+    for warning in settings.warnings:
+        the_log.warning(warning, event="unknown_setting")
     credentials = resolve_credentials(settings)
     strategy = make_strategy(settings.strategy, settings.api_url, credentials)
     the_clock = with_clock or clock
-    collector = Collector(settings, make_sink(settings, the_clock), strategy, the_clock, log)
+    collector = Collector(settings, make_sink(settings, the_clock), strategy, the_clock, the_log)
     return Runtime(settings, collector)
 
 
@@ -75,6 +81,9 @@ def get_runtime() -> Runtime:
     with _runtime_lock:
         if _runtime is None:
             _runtime = build_runtime(load_settings())
+            # Cloud Run stops an instance with SIGTERM; the server's worker then exits, and
+            # what the stream holds since the last call's cut is stored on the way out.
+            atexit.register(_runtime.collector.shutdown)
         return _runtime
 
 
@@ -83,7 +92,8 @@ def reset_runtime() -> None:
     global _runtime  # noqa: PLW0603
     with _runtime_lock:
         if _runtime is not None:
-            _runtime.collector.strategy.close()
+            atexit.unregister(_runtime.collector.shutdown)
+            _runtime.collector.shutdown()
         _runtime = None
 
 

@@ -11,14 +11,17 @@ climbs on if that runs clean); every throttle doubles that run. A neighbour who 
 part of the budget so costs a share of it, and at worst a lockout that comes ever more rarely,
 never two minutes in a row.
 
-Pure: transitions take the times they need. The runner keeps one `PaceState` per instance (the
-instance's module-level runtime), so a new instance starts at the full pace.
+Pure: transitions take the times they need. `PaceKeeper` holds one `PaceState` per instance
+(the instance's module-level runtime), so a new instance starts at the full pace.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, replace
 from enum import StrEnum
+
+from .pacing import Pacer
 
 #: Bitso's lockout after a throttling reply, in seconds of a real minute.
 LOCKOUT_S = 60.0
@@ -128,3 +131,37 @@ def after_clean_minute(state: PaceState, policy: PacePolicy, pace_used: int) -> 
         last_clean_pace=pace_used,
         clean_at_ceiling=0,
     )
+
+
+class PaceKeeper:
+    """The instance's pace across its calls (one lock: calls never overlap, but a test's or a
+    bench's may), and what each call's run record says of it."""
+
+    def __init__(self, policy: PacePolicy, pacer: Pacer) -> None:
+        self.policy = policy
+        self.state = initial_state(policy)
+        self._pacer = pacer
+        self._lock = threading.Lock()
+
+    def after_call(
+        self,
+        pace_used: int,
+        throttled: bool,
+        requests_sent: int,
+        last_throttle_reply: float | None,
+        first_throttled_start: float | None,
+        window_s: float,
+    ) -> PaceState:
+        """The state after a call that ran at `pace_used`."""
+        with self._lock:
+            if throttled and last_throttle_reply is not None:
+                share = None
+                if first_throttled_start is not None:
+                    first = first_throttled_start
+                    share = self._pacer.starts_between(first - window_s, first)
+                self.state = after_throttle(
+                    self.state, self.policy, pace_used, last_throttle_reply, share
+                )
+            elif requests_sent:
+                self.state = after_clean_minute(self.state, self.policy, pace_used)
+            return self.state

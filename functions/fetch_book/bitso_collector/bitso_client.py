@@ -9,8 +9,8 @@ import requests
 
 from .errors import ConnectionFailed, MalformedReply, RequestTimeout, connection_cause
 from .replies import parse_order_book_reply
+from .rest_trades import RestTrade, parse_trades_reply, trades_path
 from .signing import ApiCredentials, NonceSource, authorization_header
-from .streams.backfill import RestTrade, parse_trades_reply, trades_path
 
 ORDER_BOOK_PATH = "/v3/order_book/"
 CONNECT_TIMEOUT = 3.0

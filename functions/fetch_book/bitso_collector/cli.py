@@ -1,9 +1,11 @@
 """`make run`: collect whole minutes into the configured sink, without a server.
 
-Waits for the next minute to begin (unless --now), then runs the same collector the function runs,
-printing a line of progress every `PROGRESS_EVERY_S` while a minute runs and one line for each
-minute when it ends. Exits 1 when a minute failed (as the HTTP call would answer 4xx/5xx) or
-stored nothing.
+First makes sure Bitso can be reached at all (`reachability`): when it cannot, says why at once
+and exits 1. Then waits for the next minute to begin (unless --now) and runs the same collector
+the function runs, printing a line of progress every `PROGRESS_EVERY_S` while a minute runs and
+one line for each minute when it ends. Exits 1 when a minute failed (as the HTTP call would
+answer 4xx/5xx) or stored nothing. The collector's logs go to stdout: JSON lines, as in the
+cloud, or readable lines with repeats collapsed when stdout is a terminal.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from bitso_format import MINUTE_MS, iso_minute, parse_snapshot_name, seconds_to_ms
+from bitso_logs import JsonLogger, ReadableLines
 
 from .app import HTTP_STATUS, build_runtime
 from .call_options import BadRequest, CallOptions, parse_body
@@ -23,8 +26,10 @@ from .clock import Clock, SystemClock
 from .config import ConfigError, load_settings
 from .credentials import CredentialsError
 from .grid import minute_of
+from .reachability import unreachable
 from .run_record import RunRecord
 from .sinks.base import Sink
+from .summary import slot_uses_phrase
 
 #: Seconds between two progress lines while a minute is being collected.
 PROGRESS_EVERY_S = 10.0
@@ -90,17 +95,21 @@ def progress(
 
 
 def outcome_line(label: str, record: RunRecord, where: str) -> tuple[str, bool]:
-    """The line that ends a minute, and whether the minute failed (an error, or nothing stored)."""
+    """The line that ends a minute, and whether the minute failed (an error, or nothing stored).
+    A call that requested nothing (claimed, too late, too early) has no counts to give."""
     summary = record.summary
     written = summary.written if summary else 0
-    line = f"{label}: {record.status}, {written} snapshots written to {where}"
+    planned = record.facts.slots_planned if record.facts else 0
+    line = f"{label}: {record.status}"
+    if summary:
+        line += f", {written} of {planned} snapshots written to {where}"
+        line += slot_uses_phrase(summary)
     if record.location:
         line += f", run record {record.location}"
     if summary and summary.failed:
         line += "; failed: " + ", ".join(f"{reason} {n}" for reason, n in summary.failed.items())
     if record.error:
         line += f"; {record.error}"
-    planned = record.facts.slots_planned if record.facts else 0
     nothing_stored = summary is not None and planned > 0 and written + summary.duplicates == 0
     if nothing_stored:
         line += "; nothing was stored"
@@ -130,13 +139,24 @@ def main(
     if args.duration is not None:
         body["duration_seconds"] = args.duration
     clock = clock or SystemClock()
+    log = JsonLogger(readable=ReadableLines() if sys.stdout.isatty() else None)
     try:
         parsed = parse_body(json.dumps(body).encode())
-        runtime = build_runtime(load_settings(), clock)
+        runtime = build_runtime(load_settings(), clock, log)
     except (BadRequest, ConfigError, CredentialsError) as error:
         parser.error(str(error))
 
     collector = runtime.collector
+    problem = unreachable(runtime.settings.api_url)
+    if problem is not None:
+        collector.strategy.close()
+        print(
+            f"bitso-collect: {problem}; nothing was collected "
+            f"(check BITSO_API_URL={runtime.settings.api_url} and the network)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
     sink = CountingSink(collector.sink)
     collector.sink = sink
     failed = False
@@ -154,10 +174,11 @@ def main(
         )
         with progress(label, sink, clock, start, progress_every):
             record = collector.run(options)
+        log.flush()
         line, minute_failed = outcome_line(label, record, sink.location(""))
         print(line, file=sys.stderr, flush=True)
         failed = failed or minute_failed
-    collector.strategy.close()
+    collector.shutdown()
     return 1 if failed else 0
 
 

@@ -5,11 +5,12 @@ Every bad value fails with one `ConfigError` naming the variable and what is all
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -30,6 +31,17 @@ COMPRESSIONS = ("none", "gzip")
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 DEFAULT_WS_URL = "wss://ws.bitso.com"
+#: How often an unbroken diff chain is anchored again (`ANCHOR_EVERY_MINUTES`): `book --at` at
+#: the worst instant reads this many minutes of diffs after the anchor. Measured (make bench):
+#: at ten times the expected rate (60 diffs/s), 10 minutes take 1.3 s, 15 minutes 2.6 s.
+DEFAULT_ANCHOR_EVERY_MINUTES = 10
+#: A day: a chain anchored less often than that is one nobody could read back quickly.
+MAX_ANCHOR_EVERY_MINUTES = 1440
+#: How alike (difflib's ratio) a name must be to a setting's to be taken for a misspelling of it:
+#: loosely for `BITSO_*` names and names in `.env` (all meant for the collector), strictly for
+#: the rest of the process environment (full of other programs' variables).
+LIKELY_MEANT = 0.6
+CLOSE_ENOUGH_IN_ENVIRONMENT = 0.85
 _SECRET_VERSION = re.compile(r"^projects/[^/]+/secrets/[^/]+/versions/[^/]+$")
 
 
@@ -55,6 +67,10 @@ class Settings:
     #: WebSocket channels recorded beside the snapshots, in `STREAM_CHANNELS` order (empty: none).
     streams: tuple[str, ...] = ()
     ws_url: str = DEFAULT_WS_URL
+    anchor_every_minutes: int = DEFAULT_ANCHOR_EVERY_MINUTES
+    #: Variables that look meant for the collector but are not settings (`unknown_variables`),
+    #: for whoever runs it to log; they change nothing.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def __repr__(self) -> str:
         """Like the dataclass repr, with the credentials masked so they never reach a log."""
@@ -62,6 +78,7 @@ class Settings:
         fields = ", ".join(
             f"{name}={'***' if name in masked and value else value!r}"
             for name, value in self.__dict__.items()
+            if name != "warnings"
         )
         return mask_url_credentials(f"Settings({fields})")
 
@@ -155,6 +172,15 @@ def parse_streams(raw: str) -> tuple[str, ...]:
     return tuple(channel for channel in STREAM_CHANNELS if channel in chosen)
 
 
+def _anchor_every(raw: str) -> int:
+    """`ANCHOR_EVERY_MINUTES`: a whole number of minutes from 1 to a day."""
+    value = raw.strip()
+    allowed = f"a whole number of minutes from 1 to {MAX_ANCHOR_EVERY_MINUTES}"
+    if not value.isdigit() or not 1 <= int(value) <= MAX_ANCHOR_EVERY_MINUTES:
+        raise ConfigError(f"ANCHOR_EVERY_MINUTES={raw!r} is not allowed; use {allowed}")
+    return int(value)
+
+
 def _ws_url(raw: str) -> str:
     """The WebSocket: ws(s), printable ASCII, with no credentials and a valid port."""
     value = raw.strip()
@@ -223,19 +249,47 @@ def read_dotenv(path: Path) -> dict[str, str]:
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
             value = value[1:-1]
         else:
-            value = value.split(" #", 1)[0].strip()
+            # A comment starts at a '#' that begins the value or follows a space.
+            value = re.split(r"(?:^|\s)#", value, maxsplit=1)[0].strip()
         values[key.strip()] = value
     return values
+
+
+def unknown_variables(
+    known: Collection[str], environment: Collection[str], dotenv: Collection[str] = ()
+) -> tuple[str, ...]:
+    """A warning for each variable that looks meant for the collector but is not one of the
+    `known` settings, naming the setting it most likely meant: every name in `.env` (which holds
+    settings only), every `BITSO_*` name, and any other name close to a setting's."""
+    warnings = []
+    found = dict.fromkeys(environment, "the environment") | dict.fromkeys(dotenv, ".env")
+    for name, where in sorted(found.items()):
+        if name in known:
+            continue
+        loose = where == ".env" or name.startswith("BITSO_")
+        cutoff = LIKELY_MEANT if loose else CLOSE_ENOUGH_IN_ENVIRONMENT
+        meant = difflib.get_close_matches(name, sorted(known), n=1, cutoff=cutoff)
+        if meant:
+            hint = f"; did you mean {meant[0]}?"
+        elif loose:
+            hint = f"; the settings are {', '.join(sorted(known))}"
+        else:
+            continue
+        warnings.append(f"{name} (in {where}) is not a setting, so it is ignored{hint}")
+    return tuple(warnings)
 
 
 def load_settings(
     environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")
 ) -> Settings:
     """Settings from `environ` (default: the process environment) over the `.env` file."""
-    env: dict[str, str] = read_dotenv(dotenv) if dotenv is not None else {}
-    env.update(os.environ if environ is None else environ)
+    from_file = read_dotenv(dotenv) if dotenv is not None else {}
+    environment = os.environ if environ is None else environ
+    env = {**from_file, **environment}
+    read: set[str] = set()  # every setting's name, as it is read
 
     def get(name: str, default: str = "") -> str:
+        read.add(name)
         return env.get(name, default)
 
     settings = Settings(
@@ -256,6 +310,9 @@ def load_settings(
         api_secret_secret=_secret_name("BITSO_API_SECRET_SECRET", get("BITSO_API_SECRET_SECRET")),
         streams=parse_streams(get("STREAMS")),
         ws_url=_ws_url(get("BITSO_WS_URL", DEFAULT_WS_URL)),
+        anchor_every_minutes=_anchor_every(
+            get("ANCHOR_EVERY_MINUTES", str(DEFAULT_ANCHOR_EVERY_MINUTES))
+        ),
     )
     if bool(settings.api_key) != bool(settings.api_secret):
         raise ConfigError("BITSO_API_KEY and BITSO_API_SECRET must be set together, or neither")
@@ -263,4 +320,5 @@ def load_settings(
         raise ConfigError(
             "BITSO_API_KEY_SECRET and BITSO_API_SECRET_SECRET must be set together, or neither"
         )
-    return settings
+    warnings = unknown_variables(read, environment.keys(), from_file.keys())
+    return replace(settings, warnings=warnings) if warnings else settings

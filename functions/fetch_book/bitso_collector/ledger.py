@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .grid import Slot
 from .outcomes import Outcome
-from .streams.planner import SlotUse
+from .slot_policy import SlotUse
 
 
 @dataclass(frozen=True)

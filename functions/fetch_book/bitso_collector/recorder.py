@@ -1,9 +1,9 @@
 """What the strategies report to: each slot's start, skip, failure or reply.
 
 Normalising is cheap and done on the reporting thread; the write goes to the snapshot writer so
-storage never holds up the next request. What happened is kept in the slot ledger. With streams
-on, the stream state decides what each slot fetches (a snapshot, an anchor, a trades page) and
-hears how it went.
+storage never holds up the next request. What happened is kept in the slot ledger. The slot
+policy decides what each slot fetches (a snapshot, an anchor, a trades page) and hears how it
+went.
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ from .errors import BitsoError, MalformedReply
 from .grid import Slot
 from .ledger import SlotLedger
 from .outcomes import Outcome
+from .rest_trades import RestTrade
+from .slot_policy import SNAPSHOTS_ONLY, PlannedUse, SlotPolicy, SlotUse
 from .snapshot import encode, normalise
 from .snapshot_writer import SnapshotWriter, StorageOptions
-from .streams.backfill import RestTrade, TradesWindow, choose
-from .streams.planner import PlannedUse, SlotUse
-from .streams.state import StreamState
 
 
 @dataclass(frozen=True)
@@ -33,10 +32,6 @@ class SlotStart:
     at: float
     use: PlannedUse
     aggregate: bool
-
-    @classmethod
-    def snapshot(cls, slot: Slot, at: float, aggregate: bool) -> SlotStart:
-        return cls(at, PlannedUse(slot.book, SlotUse.SNAPSHOT), aggregate)
 
     @property
     def backfill(self) -> bool:
@@ -51,14 +46,14 @@ class CallRecorder:
         storage: StorageOptions,
         log: JsonLogger,
         clock: Clock,
-        streams: StreamState | None = None,
+        policy: SlotPolicy = SNAPSHOTS_ONLY,
     ) -> None:
         self.ledger = ledger
         self._writer = writer
         self._storage = storage
         self._log = log
         self._clock = clock
-        self._streams = streams
+        self._policy = policy
 
     @property
     def throttled(self) -> bool:
@@ -66,12 +61,8 @@ class CallRecorder:
 
     def start(self, slot: Slot, at: float) -> SlotStart:
         """Record that the slot's request starts now, and what it fetches."""
-        if self._streams is None:
-            start = SlotStart.snapshot(slot, at, self._storage.aggregate)
-        else:
-            use = self._streams.use_for(slot.book)
-            aggregate = self._storage.aggregate and use.use is not SlotUse.ANCHOR
-            start = SlotStart(at, use, aggregate)
+        use = self._policy.use_for(slot.book)
+        start = SlotStart(at, use, self._storage.aggregate and use.use is not SlotUse.ANCHOR)
         self.ledger.started(slot, at, start.use.use)
         return start
 
@@ -87,12 +78,12 @@ class CallRecorder:
                 reason=error.reason,
                 detail=str(error),
             )
-        if self._streams is None or start is None:
+        if start is None:
             return
         if start.use.use is SlotUse.ANCHOR:
-            self._streams.anchored(start.use, stored=False)
+            self._policy.anchored(start.use, stored=False)
         elif start.backfill:
-            self._streams.backfilled(start.use, None, start.at)
+            self._policy.backfilled(start.use, None, start.at)
 
     def replied(
         self, slot: Slot, start: SlotStart, received_at: float, payload: dict[str, Any]
@@ -105,16 +96,12 @@ class CallRecorder:
             self.failed(slot, error, start)
             return
         self._writer.submit(slot, encode(document, self._storage.compression))
-        if self._streams is not None and start.use.use is SlotUse.ANCHOR:
-            self._streams.anchored(start.use, stored=True)
+        if start.use.use is SlotUse.ANCHOR:
+            self._policy.anchored(start.use, stored=True)
 
     def backfilled(
         self, slot: Slot, start: SlotStart, received_at: float, trades: list[RestTrade]
     ) -> None:
-        """A trades page is in: the trades the socket missed are stored with the streams."""
-        streams = self._streams
-        if streams is None or not self.ledger.settle(slot, Outcome.BACKFILLED):
-            return
-        window = start.use.window or TradesWindow(0)
-        page = choose(trades, window, streams.held_tids(slot.book))
-        streams.backfilled(start.use, page, received_at)
+        """A trades page is in: the policy keeps the trades the socket missed."""
+        if self.ledger.settle(slot, Outcome.BACKFILLED):
+            self._policy.backfilled(start.use, trades, received_at)

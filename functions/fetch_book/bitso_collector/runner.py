@@ -1,4 +1,8 @@
-"""One call: plan the minute's slots, claim the minute, fetch on the grid, store, record."""
+"""One call, read top to bottom: plan, claim the minute, fetch on the grid, record.
+
+The instance keeps what outlives a call: the rate window (`Pacer`), the pace after a throttling
+reply (`PaceKeeper`) and, with `STREAMS`, the stream session (the WebSocket, cut by each call).
+"""
 
 from __future__ import annotations
 
@@ -6,159 +10,50 @@ import json
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from bitso_format import (
-    MINUTE_MS,
-    claim_name,
-    iso_millis,
-    iso_minute,
-    run_record_name,
-    seconds_to_ms,
-)
+from bitso_format import MINUTE_MS, claim_name, iso_millis, iso_minute, seconds_to_ms
 from bitso_logs import JsonLogger, trace_fields
 
-from .backoff import LOCKOUT_S, PaceMode, PacePolicy, PaceState, after_clean_minute, after_throttle
-from .backoff import initial_state as initial_pace
-from .call_options import SCHEDULE_HEADER, CallOptions
+from .backoff import LOCKOUT_S, PaceKeeper, PaceMode, PacePolicy
+from .call_options import CallOptions
 from .clock import Clock
 from .config import Settings
 from .errors import StorageError
-from .grid import Coverage, minute_of, slot_spacing, slots_ahead
-from .ledger import LedgerView, SlotLedger
+from .grid import slot_spacing
+from .ledger import SlotLedger
 from .outcomes import CallStatus, Outcome
 from .pacing import Pacer
+from .plan import CallPlan, plan_call
 from .recorder import CallRecorder
-from .run_record import BackOffFacts, CallFacts, RunRecord
+from .run_record import (
+    BackOffFacts,
+    CallFacts,
+    RunRecord,
+    StreamsPart,
+    claimed_reason,
+    log_not_run,
+    log_summary,
+    store_record,
+)
 from .sinks.base import Sink
+from .slot_policy import SNAPSHOTS_ONLY, SlotPolicy
 from .snapshot_writer import SnapshotWriter, StorageOptions
 from .strategies import FetchJob, Strategy
 from .strategies.base import TIMEOUT_HEADROOM_S
-from .streams.summary import StreamsSummary
 from .summary import CallSummary, summarise
 
 if TYPE_CHECKING:
-    from .streams.call import CallStreams
+    from .streams.session import PendingCut, StreamSession
 
-EARLY_TOLERANCE_S = 10.0
-#: Fetching stops this long before the minute ends (requests time out `TIMEOUT_HEADROOM_S`
-#: earlier). 0.3 s lets the reply of the minute's second-to-last slot (at 57.97 s) take 1.63 s and
-#: still be stored, which a slow Bitso (replies of 1.2 +- 0.15 s) needs; the last replies then
-#: have 0.25 s to be written before `FINISH_MARGIN_S` (a GCS attempt needs `MIN_ATTEMPT_S`).
-FETCH_MARGIN_S = 0.3
-#: Snapshot writes are finished (or given up on as lost) this long before the minute ends.
-FINISH_MARGIN_S = 0.15
-#: The run record is stored and the call answers this long before the minute ends, so calls
-#: never overlap.
-ANSWER_MARGIN_S = 0.02
-#: With `STREAMS`, the socket closes this long before the minute ends (after the last slot has
-#: started: at 60 a minute it starts 1 s before the end), so its objects are stored while the
-#: last replies come in, with ~0.85 s for the uploads instead of the 0.15 s after fetching.
-STREAMS_MARGIN_S = 1.0
-#: With `duration_seconds`, how long after the window replies and writes may still take.
-REPLY_GRACE_S = 3.0
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why a call can serve none of its minute: it claims nothing and requests nothing."""
-
-    status: CallStatus
-    reason: str
-
-
-@dataclass(frozen=True)
-class CallPlan:
-    minute: int
-    minute_start: float
-    books: tuple[str, ...]
-    coverage: Coverage
-    max_late: float
-    deadline: float
-    finish_by: float
-    answer_by: float
-    refused: Refusal | None = None
-    #: When the stream socket closes and its objects start to be stored.
-    streams_until: float = 0.0
-
-
-def plan_call(
-    settings: Settings,
-    options: CallOptions,
-    now: float,
-    period_ms: int = MINUTE_MS,
-    requests_per_minute: int | None = None,
-) -> CallPlan:
-    """Which slots this call requests and by when it must stop fetching and answer, on the grid
-    of `requests_per_minute` (the instance's pace; REQUESTS_PER_MINUTE by default)."""
-    period = period_ms / 1000
-    anchor = options.schedule_time if options.schedule_time is not None else now
-    minute = minute_of(anchor, period_ms)
-    minute_start = minute * period
-    rpm = requests_per_minute or settings.requests_per_minute
-    books = options.books or settings.books
-    max_late = slot_spacing(rpm, period_ms) / 2
-    minute_end = minute_start + period
-    scale = period / 60  # margins shrink with a compressed minute (benchmarks, tests)
-    deadline = minute_end - FETCH_MARGIN_S * scale
-    until = None
-    if options.duration_seconds is not None:
-        until = max(now, minute_start) + options.duration_seconds
-        deadline = min(deadline, until + REPLY_GRACE_S)
-    coverage = slots_ahead(minute, now, rpm, books, max_late, until, period_ms)
-    finish_by = min(minute_end - FINISH_MARGIN_S * scale, deadline + REPLY_GRACE_S)
-    answer_by = min(minute_end - ANSWER_MARGIN_S * scale, finish_by + REPLY_GRACE_S)
-    return CallPlan(
-        minute,
-        minute_start,
-        books,
-        coverage,
-        max_late,
-        deadline,
-        finish_by,
-        answer_by,
-        _refusal(minute_start, coverage, max_late, now),
-        streams_until=min(deadline, minute_end - STREAMS_MARGIN_S * scale),
-    )
-
-
-def _back_off_facts(mode: PaceMode, state: PaceState, full: int) -> BackOffFacts:
-    """What the run record says about the pace: how this call ran, and the state after it."""
-    return BackOffFacts(
-        mode=mode,
-        full_requests_per_minute=full,
-        next_requests_per_minute=state.pace,
-        silent_until=state.silent_until,
-        throttled_at=state.throttled_at,
-    )
-
-
-def _refusal(
-    minute_start: float, coverage: Coverage, max_late: float, now: float
-) -> Refusal | None:
-    """A minute too far ahead, or one whose every slot is past the latest it could start (a
-    minute that is over, or all but over), cannot be served: say so rather than claim it."""
-    minute = iso_minute(seconds_to_ms(minute_start))
-    ahead = minute_start - now
-    if ahead > EARLY_TOLERANCE_S:
-        return Refusal(
-            CallStatus.TOO_EARLY,
-            f"{SCHEDULE_HEADER} names the minute {minute}, {ahead:.0f} s ahead of this "
-            f"server's clock; at most {EARLY_TOLERANCE_S:.0f} s ahead is allowed",
-        )
-    if coverage.missed_late and not coverage.planned and not coverage.outside_window:
-        past = now - (coverage.missed_late[-1].at + max_late)
-        return Refusal(
-            CallStatus.TOO_LATE,
-            f"the minute {minute} is over for this call: its last slot could start no later "
-            f"than {past:.1f} s before the call arrived",
-        )
-    return None
+#: How long a shutdown may take to store the stream's last cut (Cloud Run allows 10 s after
+#: SIGTERM; the rest is for the process to exit).
+SHUTDOWN_BUDGET_S = 8.0
 
 
 def call_status(
-    summary: CallSummary, missed_late: int, streams: StreamsSummary | None = None
+    summary: CallSummary, missed_late: int, streams: StreamsPart | None = None
 ) -> CallStatus:
     if summary.lost or (streams is not None and streams.lost):
         return CallStatus.LOST
@@ -171,10 +66,33 @@ def call_status(
     return CallStatus.OK
 
 
+@dataclass(frozen=True)
+class _Call:
+    """What one call carries from its plan to its record."""
+
+    run_id: str
+    arrived: float
+    cpu_start: float
+    plan: CallPlan
+    mode: PaceMode
+    facts: CallFacts
+    log: JsonLogger
+
+    @property
+    def minute_ms(self) -> int:
+        return seconds_to_ms(self.plan.minute_start)
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    """What a call's fetching left for its record."""
+
+    summary: CallSummary
+    streams: StreamsPart | None
+
+
 class Collector:
-    """Runs calls for one instance; keeps the pacer, so the rate window spans consecutive calls,
-    and the pace state, so a throttling reply slows the calls after it (a new instance starts at
-    the full pace)."""
+    """Runs calls for one instance (see the module's docstring)."""
 
     def __init__(
         self,
@@ -193,32 +111,39 @@ class Collector:
         self.period_ms = period_ms
         self.pacer = Pacer(settings.requests_per_minute, period_ms / 1000)
         # Bitso's lockout is a minute: as long as a (compressed) minute here.
-        self.pace_policy = PacePolicy(
+        policy = PacePolicy(
             settings.requests_per_minute, lockout_s=LOCKOUT_S * period_ms / MINUTE_MS
         )
-        self.pace: PaceState = initial_pace(self.pace_policy)
-        self._pace_lock = threading.Lock()
-        self._streams_type: type[CallStreams] | None = None
+        self.pace = PaceKeeper(policy, self.pacer)
+        self.streams: StreamSession | None = None
+        self._streams_lock = threading.Lock()
         if settings.streams:
             # Imported with the instance, not in a call (aiohttp takes ~0.1 s to import, which
             # would make a minute's first slot late), and only when streams are on.
-            from .streams.call import CallStreams  # noqa: PLC0415
+            from .streams.session import StreamSession  # noqa: PLC0415
 
-            self._streams_type = CallStreams
+            self._session_type: type[StreamSession] | None = StreamSession
+        else:
+            self._session_type = None
 
+    # -- one call ---------------------------------------------------------------------------
     def run(self, options: CallOptions) -> RunRecord:
         """The run record of one call (stored, unless the minute was claimed already)."""
+        call = self._plan(options)
+        refused = self._claim(call)
+        if refused is not None:
+            return refused
+        return self._record(call, options, self._fetch(call))
+
+    def _plan(self, options: CallOptions) -> _Call:
         arrived = self.clock.now()
         cpu_start = time.process_time()
-        pace = self.pace
-        full = self.pace_policy.full
+        pace = self.pace.state
         plan = plan_call(self.settings, options, arrived, self.period_ms, pace.pace)
-        mode = pace.mode(max(plan.minute_start, arrived), full)
         run_id = uuid.uuid4().hex
-        minute_ms = seconds_to_ms(plan.minute_start)
         log = self.log.bind(
             run_id=run_id,
-            minute=iso_minute(minute_ms),
+            minute=iso_minute(seconds_to_ms(plan.minute_start)),
             books=list(plan.books),
             **trace_fields(options.trace_header),
         )
@@ -233,70 +158,87 @@ class Collector:
             slots_missed_late=len(plan.coverage.missed_late),
             slots_outside_window=len(plan.coverage.outside_window),
         )
+        mode = pace.mode(max(plan.minute_start, arrived), self.pace.policy.full)
+        return _Call(run_id, arrived, cpu_start, plan, mode, facts, log)
+
+    def _back_off(self, call: _Call) -> BackOffFacts:
+        return BackOffFacts.of(call.mode, self.pace.state, self.pace.policy.full)
+
+    def _claim(self, call: _Call) -> RunRecord | None:
+        """None when the call may spend its minute; else the record of a call that did not."""
+        plan, arrived = call.plan, call.arrived
         if plan.refused is not None:
-            return self._not_run(
-                RunRecord(
-                    run_id,
-                    arrived,
-                    arrived,
-                    plan.refused.status,
-                    facts,
-                    error=plan.refused.reason,
-                    back_off=_back_off_facts(mode, pace, full),
-                ),
-                f"{plan.refused.reason}; nothing claimed or requested",
-                log,
+            record = RunRecord(
+                call.run_id,
+                arrived,
+                arrived,
+                plan.refused.status,
+                call.facts,
+                error=plan.refused.reason,
+                back_off=self._back_off(call),
             )
-        prefix = self.settings.object_prefix
+            log_not_run(record, f"{plan.refused.reason}; nothing claimed or requested", call.log)
+            return record
         claim = json.dumps(
-            {"run_id": run_id, "claimed_at": iso_millis(seconds_to_ms(arrived))}
+            {"run_id": call.run_id, "claimed_at": iso_millis(seconds_to_ms(arrived))}
         ).encode()
+        name = claim_name(self.settings.object_prefix, call.minute_ms)
         # A claim that lands after fetching would have stopped is of no use to this call.
         try:
-            claimed = self.sink.create(claim_name(prefix, minute_ms), claim, deadline=plan.deadline)
+            claimed = self.sink.create(name, claim, deadline=plan.deadline)
         except StorageError as error:
             reason = f"cannot claim the minute: {error}"
-            cpu_ms = round((time.process_time() - cpu_start) * 1000, 1)
-            unclaimed = RunRecord(
-                run_id,
+            record = RunRecord(
+                call.run_id,
                 arrived,
                 self.clock.now(),
                 CallStatus.LOST,
-                facts,
+                call.facts,
                 CallSummary(),
-                cpu_ms=cpu_ms,
+                cpu_ms=round((time.process_time() - call.cpu_start) * 1000, 1),
                 error=reason,
-                back_off=_back_off_facts(mode, pace, full),
+                back_off=self._back_off(call),
             )
-            return self._not_run(unclaimed, f"{reason}; nothing requested", log, "ERROR")
-        if not claimed:
-            return self._not_run(
-                RunRecord(
-                    run_id,
-                    arrived,
-                    arrived,
-                    CallStatus.CLAIMED,
-                    facts,
-                    back_off=_back_off_facts(mode, pace, full),
-                ),
-                "minute already claimed by another call; nothing requested",
-                log,
-            )
+            log_not_run(record, f"{reason}; nothing requested", call.log, "ERROR")
+            return record
+        if claimed:
+            return None
+        reason = claimed_reason(plan.minute_start, arrived, self.period_ms / 1000)
+        record = RunRecord(
+            call.run_id,
+            arrived,
+            arrived,
+            CallStatus.CLAIMED,
+            call.facts,
+            error=reason,
+            back_off=self._back_off(call),
+        )
+        log_not_run(record, reason, call.log)
+        return record
 
-        # Nothing goes to Bitso in the silence after a throttling reply, its socket included.
-        streams = None if mode is PaceMode.BACKING_OFF else self._open_streams(plan, minute_ms, log)
-        storage = StorageOptions(prefix, self.settings.compression, self.settings.aggregate)
+    def _fetch(self, call: _Call) -> _Fetched:
+        """Request the call's slots on the grid, store the replies, cut the stream."""
+        plan, log = call.plan, call.log
+        pace_used = self.pace.state.pace
+        # Nothing goes to Bitso in the silence after a throttling reply: no new socket either
+        # (one already open stays open: it sends nothing).
+        session = self._open_streams(log) if call.mode is not PaceMode.BACKING_OFF else self.streams
+        cutter = _Cutter(session, call.minute_ms, plan, self.clock) if session else None
+        storage = StorageOptions(
+            self.settings.object_prefix, self.settings.compression, self.settings.aggregate
+        )
         ledger = SlotLedger()
         writer = SnapshotWriter(
             self.sink, storage, ledger, self.clock, log, finish_by=plan.finish_by
         )
         # Slots in the silence after a throttling reply are skipped, never requested.
-        silent_until = pace.silent_until if mode is PaceMode.BACKING_OFF else None
+        silent_until = self.pace.state.silent_until if call.mode is PaceMode.BACKING_OFF else None
         silenced = [
             s for s in plan.coverage.planned if silent_until is not None and s.at < silent_until
         ]
         for slot in silenced:
             ledger.settle(slot, Outcome.BACKING_OFF)
+        policy: SlotPolicy = session.state if session is not None else SNAPSHOTS_ONLY
         job = FetchJob(
             slots=plan.coverage.planned[len(silenced) :],
             clock=self.clock,
@@ -304,149 +246,98 @@ class Collector:
             max_late=plan.max_late,
             deadline=plan.deadline,
             aggregate=self.settings.aggregate,
-            recorder=CallRecorder(
-                ledger,
-                writer,
-                storage,
-                log,
-                self.clock,
-                streams.state if streams is not None else None,
-            ),
-            slot_spacing=slot_spacing(pace.pace, self.period_ms),
+            recorder=CallRecorder(ledger, writer, storage, log, self.clock, policy),
+            slot_spacing=slot_spacing(pace_used, self.period_ms),
             timeout_headroom=TIMEOUT_HEADROOM_S * self.period_ms / MINUTE_MS,
         )
-        try:
-            self.strategy.run(job)
-        except BaseException:
-            if streams is not None:
-                streams.abort()
-            raise
+        if cutter is not None:
+            cutter.start()
+        self.strategy.run(job)
         ledger.close_fetching()
         writer.finish(plan.finish_by)
-        stream_part = None
-        if streams is not None:
-            end = plan.streams_until
-            first = plan.coverage.planned[0].at if plan.coverage.planned else end
-            stream_part = streams.summary((min(first, end), end))
+        streams = cutter.summary() if cutter is not None else None
         view = ledger.view()
         summary = summarise(view)
-        after = self._next_pace(pace.pace, summary, view)
+        self.pace.after_call(
+            pace_used,
+            summary.throttled > 0,
+            summary.requests_sent,
+            view.last_throttle_reply,
+            view.first_throttled_start,
+            self.period_ms / 1000,
+        )
+        return _Fetched(summary, streams)
+
+    def _record(self, call: _Call, options: CallOptions, fetched: _Fetched) -> RunRecord:
+        """The call's run record, stored and logged."""
+        plan = call.plan
         # A call that asked for a window of seconds did not ask for the slots before it.
         missed = len(plan.coverage.missed_late) if options.duration_seconds is None else 0
         record = RunRecord(
-            run_id,
-            arrived,
+            call.run_id,
+            call.arrived,
             self.clock.now(),
-            call_status(summary, missed, stream_part),
-            facts,
-            summary,
-            stream_part,
-            cpu_ms=round((time.process_time() - cpu_start) * 1000, 1),
-            back_off=_back_off_facts(mode, after, full),
+            call_status(fetched.summary, missed, fetched.streams),
+            call.facts,
+            fetched.summary,
+            fetched.streams,
+            cpu_ms=round((time.process_time() - call.cpu_start) * 1000, 1),
+            back_off=self._back_off(call),
         )
-        record = self._store(record, minute_ms, plan, log)
-        self._log_summary(record, summary, log)
+        prefix = self.settings.object_prefix
+        record = store_record(self.sink, prefix, record, call.minute_ms, plan.answer_by, call.log)
+        log_summary(record, call.log)
         return record
 
-    def _next_pace(self, pace_used: int, summary: CallSummary, view: LedgerView) -> PaceState:
-        """The instance's pace state after a call that ran at `pace_used`."""
-        with self._pace_lock:
-            if summary.throttled and view.last_throttle_reply is not None:
-                share = None
-                if view.first_throttled_start is not None:
-                    window = self.period_ms / 1000
-                    first = view.first_throttled_start
-                    share = self.pacer.starts_between(first - window, first)
-                self.pace = after_throttle(
-                    self.pace, self.pace_policy, pace_used, view.last_throttle_reply, share
-                )
-            elif summary.requests_sent:
-                self.pace = after_clean_minute(self.pace, self.pace_policy, pace_used)
-            return self.pace
-
-    def _open_streams(self, plan: CallPlan, minute_ms: int, log: JsonLogger) -> CallStreams | None:
-        """With `STREAMS` set, the call's socket, connecting from now until fetching stops."""
-        if self._streams_type is None:
+    # -- the instance's stream --------------------------------------------------------------
+    def _open_streams(self, log: JsonLogger) -> StreamSession | None:
+        """With `STREAMS`, the instance's session: opened by the first call, kept after."""
+        if self._session_type is None:
             return None
-        streams = self._streams_type(
-            self.settings.ws_url,
-            plan.books,
-            self.settings.streams,
-            minute_ms,
-            self.sink,
-            self.settings.object_prefix,
-            self.clock,
-            log,
-            scale=self.period_ms / MINUTE_MS,
-        )
-        streams.open(plan.streams_until, plan.finish_by)
-        return streams
+        with self._streams_lock:
+            if self.streams is None:
+                self.streams = self._session_type(
+                    self.settings.ws_url,
+                    self.settings.books,
+                    self.settings.streams,
+                    self.settings.anchor_every_minutes * MINUTE_MS,
+                    self.sink,
+                    self.settings.object_prefix,
+                    self.clock,
+                    log,
+                    scale=self.period_ms / MINUTE_MS,
+                )
+            self.streams.open()
+            return self.streams
 
-    @staticmethod
-    def _not_run(
-        record: RunRecord, message: str, log: JsonLogger, severity: str = "WARNING"
-    ) -> RunRecord:
-        """The record of a call that requested nothing, logged as its summary."""
-        log.log(
-            severity,
-            message,
-            event="run_summary",
-            status=str(record.status),
-            written=0,
-            failed=0,
-            throttled=0,
-            lost=0,
-        )
-        return record
+    def shutdown(self) -> None:
+        """The instance is ending (SIGTERM, or the command's exit): store what the stream holds."""
+        with self._streams_lock:
+            session = self.streams
+        if session is not None:
+            session.shutdown(self.clock.now() + SHUTDOWN_BUDGET_S)
+        self.strategy.close()
 
-    def _store(
-        self, record: RunRecord, minute_ms: int, plan: CallPlan, log: JsonLogger
-    ) -> RunRecord:
-        """The record as stored (with its location), or as it is when it cannot be stored."""
-        key = run_record_name(self.settings.object_prefix, minute_ms)
-        stored = record.stored_at(self.sink.location(key))
-        data = (json.dumps(stored.to_json(), separators=(",", ":")) + "\n").encode()
-        try:
-            self.sink.create(key, data, deadline=plan.answer_by)
-        except StorageError as error:
-            log.error("run record not stored", key=key, reason=str(error))
-            # The archive is missing an object: as lost as a snapshot that was not stored.
-            return replace(record, status=CallStatus.LOST, error=f"run record not stored: {error}")
-        return stored
 
-    @staticmethod
-    def _log_summary(record: RunRecord, summary: CallSummary, log: JsonLogger) -> None:
-        streams = record.streams
-        stream_counts: dict[str, Any] = {}
-        if streams is not None:
-            stream_counts = {
-                "stream_messages": streams.messages,
-                "stream_gaps": streams.gaps,
-                "stream_reconnects": streams.reconnects,
-                "backfilled_trades": streams.backfilled,
-                "streams_lost": len(streams.lost),
-                "streams_unacknowledged": len(streams.unacknowledged),
-            }
-        status = record.status
-        facts = record.facts
-        assert facts is not None  # a call that ran had a plan
-        severity = {CallStatus.OK: "INFO", CallStatus.DEGRADED: "WARNING"}.get(status, "ERROR")
-        log.log(
-            severity,
-            f"run finished: {status}, {summary.written} of {facts.slots_planned} snapshots written",
-            event="run_summary",
-            status=str(status),
-            planned=facts.slots_planned,
-            requests_per_minute=facts.requests_per_minute,
-            pace=str(record.back_off.mode) if record.back_off else None,
-            missed_late=facts.slots_missed_late,
-            written=summary.written,
-            duplicates=summary.duplicates,
-            failed=sum(summary.failed.values()),
-            failed_by_reason=summary.failed,
-            throttled=summary.throttled,
-            lost=len(summary.lost),
-            lateness_ms=asdict(summary.lateness_ms),
-            duration_ms=round((record.finished_at - record.started_at) * 1000, 1),
-            **stream_counts,
-        )
+class _Cutter:
+    """Cuts the instance's stream at the call's `streams_until` on a thread of its own (so no
+    slot waits for it) and starts storing the cut; `summary()` waits for the stores."""
+
+    def __init__(self, session: StreamSession, minute_ms: int, plan: CallPlan, clock: Clock):
+        self._session = session
+        self._minute_ms = minute_ms
+        self._plan = plan
+        self._clock = clock
+        self._pending: PendingCut | None = None
+        self._thread = threading.Thread(target=self._cut, name="stream-cut", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _cut(self) -> None:
+        self._clock.sleep_until(self._plan.streams_until)
+        self._pending = self._session.cut(self._minute_ms, self._plan.finish_by)
+
+    def summary(self) -> StreamsPart | None:
+        self._thread.join()
+        return self._pending.summary() if self._pending is not None else None

@@ -10,6 +10,7 @@ from bitso_format import iso_millis
 
 from .ledger import LedgerView
 from .outcomes import Outcome
+from .slot_policy import SlotUse
 
 
 @dataclass(frozen=True)
@@ -105,3 +106,20 @@ def _lateness(values: list[float]) -> Lateness:
         else values[0]
     )
     return Lateness(round(statistics.median(values), 2), round(p99, 2), round(values[-1], 2))
+
+
+def slot_uses_phrase(summary: CallSummary) -> str:
+    """Where the slots that were not ordinary snapshots went, for the summary line
+    (` (2 slots were trades backfills)`, ` (1 slot was an anchor, 2 trades backfills)`); empty
+    when there were none. Anchors are snapshots too (aggregate=false); backfills store trades."""
+    uses = Counter(note.use for note in summary.slot_uses)
+    kinds = [
+        (uses[str(SlotUse.ANCHOR)], "an anchor", "anchors"),
+        (uses[str(SlotUse.TRADES_BACKFILL)], "a trades backfill", "trades backfills"),
+    ]
+    parts = [f"{n} {one if n == 1 else many}" for n, one, many in kinds if n]
+    if not parts:
+        return ""
+    first, _, what = parts[0].partition(" ")
+    verb = "slot was" if first == "1" else "slots were"
+    return f" ({', '.join([f'{first} {verb} {what}', *parts[1:]])})"

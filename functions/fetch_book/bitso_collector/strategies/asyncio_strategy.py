@@ -30,8 +30,8 @@ from ..errors import (
 from ..grid import Slot
 from ..recorder import SlotStart
 from ..replies import parse_order_book_reply
+from ..rest_trades import RestTrade, parse_trades_reply, trades_path
 from ..signing import ApiCredentials
-from ..streams.backfill import RestTrade, parse_trades_reply, trades_path
 from .base import FetchJob, begin, next_start, request_timeout
 
 #: Same bound as `threaded`: at most this many requests in flight, else the slot is skipped.

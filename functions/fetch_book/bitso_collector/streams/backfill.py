@@ -1,66 +1,25 @@
-"""The trades backfill (pure): parsing a `GET /v3/trades/` page and choosing from it the trades
-the socket did not deliver.
+"""The trades backfill (pure): choosing from a `GET /v3/trades/` page the trades the socket did
+not deliver.
 
 A backfill looks for the trades of a window: those after the last trade held (`after_tid`) when
-the book has one, else those made at or after `since_ms` (`LOOKBACK_MS` before the minute began).
-Pages come newest first (`sort=desc`); a full page whose oldest trade is still in the window
-means older trades may be missing too, so the next page is asked for with `marker` = that tid.
+the book has one, else those made at or after `since_ms`. Pages come newest first; a full page
+whose oldest trade is still in the window means older trades may be missing too, so the next
+page is asked for with `marker` = that tid.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from bitso_format import DECIMAL_PATTERN, parse_rfc3339
+from ..rest_trades import PAGE_LIMIT, RestTrade, TradesWindow
 
-from ..errors import MalformedReply
-from ..replies import reply_payload
-
-TRADES_PATH = "/v3/trades/"
-#: The largest page Bitso serves, and the one the backfill asks for.
-PAGE_LIMIT = 100
-#: A minute's backfill reaches back this far before the minute began: the previous call's socket
-#: closed 1 s before its minute ended (`runner.STREAMS_MARGIN_S`), and one more second covers the
-#: trades still on their way when it closed. Trades both calls hold are dropped by readers (by id).
+#: A new chain (the instance's first subscription) owes the trades of the minute before it: the
+#: longest hole between an instance's end and the next one's first call. Trades both instances
+#: hold are dropped by readers (by id).
+NEW_CHAIN_LOOKBACK_MS = 60_000
+#: A lost trades subscription owes, when no trade is held yet, the trades since this long before
+#: it was lost (one still on its way when the connection went).
 LOOKBACK_MS = 2000
-
-
-def trades_path(book: str, marker: int | None = None) -> str:
-    """`/v3/trades/?book=B&sort=desc&limit=100[&marker=M]`, exactly as signed and sent."""
-    path = f"{TRADES_PATH}?book={book}&sort=desc&limit={PAGE_LIMIT}"
-    return path if marker is None else f"{path}&marker={marker}"
-
-
-@dataclass(frozen=True, slots=True)
-class TradesWindow:
-    """Which trades a backfill is after."""
-
-    since_ms: int
-    after_tid: int | None = None
-
-    def holds(self, tid: int, created_ms: int) -> bool:
-        if self.after_tid is not None:
-            return tid > self.after_tid
-        return created_ms >= self.since_ms
-
-    def wider(self, other: TradesWindow) -> TradesWindow:
-        """The window that holds both (an earlier window holds every later one)."""
-        if self.after_tid is None or other.after_tid is None:
-            return TradesWindow(min(self.since_ms, other.since_ms))
-        return TradesWindow(
-            min(self.since_ms, other.since_ms), min(self.after_tid, other.after_tid)
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class RestTrade:
-    """One trade of a page: its id and time for choosing, and the entry exactly as REST gave
-    it for storing."""
-
-    tid: int
-    created_ms: int
-    entry: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,33 +28,6 @@ class BackfillPage:
     chosen: tuple[RestTrade, ...]
     #: The marker of the next page to ask for; None when the window is covered.
     next_marker: int | None
-
-
-def parse_trades_reply(status: int, body: bytes) -> list[RestTrade]:
-    """The trades of a successful `GET /v3/trades/` reply; raises a `BitsoError` otherwise."""
-    payload = reply_payload(status, body)
-    if not isinstance(payload, list):
-        raise MalformedReply("the payload is not a list of trades")
-    return [_trade(index, entry) for index, entry in enumerate(payload)]
-
-
-def _trade(index: int, entry: Any) -> RestTrade:
-    if not isinstance(entry, dict):
-        raise MalformedReply(f"trade [{index}] is not an object")
-    tid, created = entry.get("tid"), entry.get("created_at")
-    if not isinstance(tid, int) or isinstance(tid, bool):
-        raise MalformedReply(f"trade [{index}].tid is not a whole number: {tid!r}")
-    for key in ("price", "amount"):
-        value = entry.get(key)
-        if not (isinstance(value, str) and DECIMAL_PATTERN.fullmatch(value)):
-            raise MalformedReply(f"trade [{index}].{key} is not a decimal string: {value!r}")
-    try:
-        created_ms = parse_rfc3339(created) if isinstance(created, str) else None
-    except ValueError:
-        created_ms = None
-    if created_ms is None:
-        raise MalformedReply(f"trade [{index}].created_at is not a time: {created!r}")
-    return RestTrade(tid, created_ms, entry)
 
 
 def choose(page: list[RestTrade], window: TradesWindow, held: set[int]) -> BackfillPage:

@@ -1,19 +1,28 @@
-"""The WebSocket adapter: one call's connection to Bitso, in a thread of its own with its own
-event loop, so nothing it does (a burst, a slow handshake, a reconnect) can hold up the slots,
-which the strategies start on other threads.
+"""The WebSocket adapter: the instance's connection to Bitso, in a thread of its own with its
+own event loop, so nothing it does (a burst, a slow handshake, a reconnect) can hold up the
+slots, which the strategies start on other threads.
 
 It subscribes every book and channel (`Subscriptions`: acks matched in order per channel), hands
 every message to `StreamState` with its time of receipt on the collector's clock, and keeps the
-connection up until `stop_at`: a connection that closes, errors or stays silent for `silence_s`
+connection up until `stop()`: a connection that closes, errors or stays silent for `silence_s`
 is reopened at once, then after 0.25, 0.5, 1 s and at most `max_backoff_s` between tries, and
-everything is subscribed again. Nothing is retried past `stop_at`.
+everything is subscribed again.
+
+**Freezes.** Between requests Cloud Run may stop giving the instance CPU; the kernel keeps
+receiving, and when the process runs again the messages come in a burst with late receipt
+times. The loop wakes at least every `TICK_S`; a wake more than `FREEZE_MIN_S` of monotonic time
+after the last one means the process did not run meanwhile: the span from the last wake until
+the burst is drained (the first wait that finds nothing buffered) is reported as frozen, and the
+silence it caused is not taken for the server's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import threading
+import time
 from dataclasses import dataclass
 
 import aiohttp
@@ -36,6 +45,10 @@ CLOSE_TIMEOUT_S = 0.1
 STOP_WAIT_S = 0.2
 #: The shortest wait for a frame (a zero timeout would not even look at what is buffered).
 MIN_WAIT_S = 0.001
+#: The longest wait for a frame: how often the loop checks that the process kept running.
+TICK_S = 0.1
+#: A gap between two wakes this long means the process was frozen (or starved of CPU).
+FREEZE_MIN_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -57,7 +70,7 @@ class SocketOptions:
 
 
 class StreamSocket:
-    """`start(stop_at)` opens the connection in the background; `stop()` closes it and waits."""
+    """`start()` opens the connection in the background; `stop()` closes it and waits."""
 
     def __init__(
         self,
@@ -77,20 +90,13 @@ class StreamSocket:
         #: Subscriptions no connection of this call got an answer for (tried last next time).
         self._unanswered: set[tuple[str, str]] = set()
 
-    def start(self, stop_at: float) -> None:
+    def start(self, stop_at: float = math.inf) -> None:
+        """Run until `stop()` (or, in tests, until `stop_at`)."""
         self._thread = threading.Thread(
             target=self._main, args=(stop_at,), name="bitso-socket", daemon=True
         )
         self._thread.start()
         self._ready.wait(timeout=5)
-
-    def join(self, timeout: float) -> None:
-        """Wait (at most `timeout`) for the socket to close by itself at its `stop_at`, then
-        stop it (waiting at most `STOP_WAIT_S` more)."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        if self._thread is not None and self._thread.is_alive():
-            self.stop(STOP_WAIT_S)
 
     def stop(self, timeout: float = STOP_WAIT_S) -> None:
         """Close the connection now (if still open) and wait for the thread, at most `timeout`."""
@@ -176,10 +182,19 @@ class StreamSocket:
         subscriptions = Subscriptions(
             options.books, options.channels, options.ack_timeout_s, self._unanswered
         )
-        last_heard = clock.now()
+        last_heard = last_wake = clock.now()
+        # The process's own time (monotonic, never sped up or shifted) tells a freeze; the
+        # span is reported on the collector's clock.
+        woke = time.monotonic()
+        frozen_since: float | None = None
         await self._subscribe(ws, subscriptions, last_heard)
         while True:
             now = clock.now()
+            if time.monotonic() - woke >= FREEZE_MIN_S:
+                if frozen_since is None:
+                    frozen_since = last_wake
+                last_heard += now - last_wake  # the silence was this process's, not Bitso's
+            last_wake, woke = now, time.monotonic()
             for book, channel in subscriptions.expire(now):
                 self._unanswered.add((book, channel))
                 state.unanswered(book, channel)
@@ -192,9 +207,13 @@ class StreamSocket:
             expiry = subscriptions.next_expiry()
             if expiry is not None:
                 wait = min(wait, max(0.0, expiry - now))
+            wait = MIN_WAIT_S if frozen_since is not None else min(wait, TICK_S)
             try:
                 frame = await ws.receive(timeout=max(wait, MIN_WAIT_S))
             except TimeoutError:
+                if frozen_since is not None:  # the burst is drained
+                    state.frozen(frozen_since, clock.now())
+                    frozen_since = None
                 continue
             at = clock.now()
             if frame.type is aiohttp.WSMsgType.TEXT:

@@ -1,12 +1,11 @@
-"""One stream object being built: the lines of one book and channel for one minute, gzipped as
-they arrive, so the minute's end only has to flush (and memory holds compressed bytes)."""
+"""One stream object being built: the lines of one book and channel of one cut (and hour of
+receipt), gzipped as they arrive, so the cut only has to flush (and memory holds compressed
+bytes)."""
 
 from __future__ import annotations
 
-import json
 import threading
 import zlib
-from typing import Any
 
 #: zlib's window bits for a gzip container (header and trailer), as `gzip.decompress` reads.
 GZIP_WBITS = 31
@@ -24,10 +23,9 @@ class StreamObject:
         self.lines = 0
         self.raw_bytes = 0
 
-    def add(self, line: dict[str, Any]) -> bool:
-        """Append one line (a `bitso_format.stream_line` or `backfill_line`); False when the
-        object is finished already (a message that arrived after the minute's recording)."""
-        data = (json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+    def add_encoded(self, data: bytes) -> bool:
+        """Append one encoded line (a `bitso_format.stream_line` or `backfill_line`); False
+        when the object is finished already."""
         with self._lock:
             if self._data is not None:
                 return False

@@ -1,60 +1,43 @@
-"""What each grid slot of a book is used for, with streams on (pure; one instance per call).
+"""What each grid slot of a book is used for, with streams on (pure; one per instance, so a
+chain runs on across calls).
 
-- **Anchor**: with `diff-orders`, a book whose subscription is acknowledged but that has no
-  anchor yet (its first slot after the ack, and its next slot after a sequence gap or a lost
-  connection) fetches `aggregate=false`. An anchor counts only if no gap or outage came between
-  its request and its reply; otherwise the book's next slot anchors again.
-- **Trades backfill**: with `trades`, each book starts the minute owing the trades since one
-  second before the minute; a lost connection adds those since its last trade held. The book's
-  next slot whose trades subscription is live (after its anchor) fetches a `GET /v3/trades/`
-  page instead, and the next ones do too while a full page says older trades may be missing.
-- Every other slot is an ordinary snapshot. A failed anchor or backfill request is simply owed
-  again at the book's next slot: the budget is the grid's, one request per slot.
+- **Anchor**: with `diff-orders`, a book whose subscription is acknowledged but whose chain has
+  no anchor (the instance's first subscription, and after a sequence gap or a lost connection)
+  fetches `aggregate=false` at its next slot; so does a chain whose anchor is
+  `anchor_every_ms` old, so a reader never walks back further. An anchor counts only if no
+  break came between its request and its reply; otherwise the book's next slot anchors again.
+- **Trades backfill**: with `trades`, only after a break. The instance's first subscription
+  owes the trades of the minute before it (`NEW_CHAIN_LOOKBACK_MS`: the hole since the previous
+  instance); a lost subscription owes those since the last trade held. The book's next slot
+  whose trades subscription is live (after its anchor) fetches a `GET /v3/trades/` page, and the
+  next ones do too while a full page says older trades may be missing.
+- Every other slot is an ordinary snapshot: an unbroken chain spends no slot. A failed anchor or
+  backfill request is owed again at the book's next slot: one request per slot, always.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
 
-from bitso_format import SLOT_USES
-
-from .backfill import LOOKBACK_MS, BackfillPage, TradesWindow
+from ..rest_trades import TradesWindow
+from ..slot_policy import PlannedUse, SlotUse
+from .backfill import LOOKBACK_MS, NEW_CHAIN_LOOKBACK_MS, BackfillPage
 from .protocol import DIFF_ORDERS, TRADES
-
-
-class SlotUse(StrEnum):
-    SNAPSHOT = "snapshot"
-    ANCHOR = "anchor"
-    TRADES_BACKFILL = "trades_backfill"
-
-
-assert tuple(SlotUse) == SLOT_USES, "the run record's slot uses are defined in bitso_format"
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedUse:
-    """A slot's use, decided when it starts; handed back with its result."""
-
-    book: str
-    use: SlotUse
-    #: The book's outage count when decided: a result from before an outage is stale.
-    epoch: int = 0
-    window: TradesWindow | None = None
-    marker: int | None = None
 
 
 @dataclass
 class _Book:
     diffs_live: bool = False
     trades_live: bool = False
-    anchored: bool = False
+    #: When the chain's anchor was received (None: the chain has none).
+    anchored_ms: int | None = None
     anchor_in_flight: bool = False
     #: Bumped by every sequence gap or lost diff subscription.
     diff_epoch: int = 0
     #: Bumped by every lost trades subscription.
     trades_epoch: int = 0
+    trades_subscribed: bool = False
     owed: TradesWindow | None = None
     marker: int | None = None
     backfill_in_flight: bool = False
@@ -63,34 +46,34 @@ class _Book:
 
 
 class SlotPlanner:
-    def __init__(self, books: Iterable[str], channels: Iterable[str], minute_start_ms: int) -> None:
+    def __init__(self, books: Iterable[str], channels: Iterable[str], anchor_every_ms: int) -> None:
         chosen = set(channels)
         self.diffs = DIFF_ORDERS in chosen
         self.trades = TRADES in chosen
-        self.minute_window = TradesWindow(minute_start_ms - LOOKBACK_MS)
-        self._books = {
-            book: _Book(owed=self.minute_window if self.trades else None) for book in books
-        }
+        self.anchor_every_ms = anchor_every_ms
+        self._books = {book: _Book() for book in books}
 
     # -- what the socket reports ----------------------------------------------------------
-    def live(self, book: str, channel: str) -> None:
-        """The subscription of (book, channel) is acknowledged."""
+    def live(self, book: str, channel: str, at_ms: int) -> None:
+        """The subscription of (book, channel) is acknowledged at `at_ms`."""
         state = self._books[book]
         if channel == DIFF_ORDERS:
             state.diffs_live = True
         elif channel == TRADES:
             state.trades_live = True
+            if not state.trades_subscribed:
+                state.trades_subscribed = True
+                self._owe(state, TradesWindow(at_ms - NEW_CHAIN_LOOKBACK_MS))
 
-    def down(self, book: str, channel: str) -> None:
-        """The subscription of (book, channel) is lost (its connection closed or went silent)."""
+    def down(self, book: str, channel: str, at_ms: int) -> None:
+        """The subscription of (book, channel) is lost at `at_ms` (closed or silent)."""
         state = self._books[book]
         if channel == DIFF_ORDERS and state.diffs_live:
             state.diffs_live = False
             self._unanchor(state)
         elif channel == TRADES and state.trades_live:
             state.trades_live = False
-            since_last = TradesWindow(self.minute_window.since_ms, state.last_tid)
-            state.owed = since_last if state.owed is None else state.owed.wider(since_last)
+            self._owe(state, TradesWindow(at_ms - LOOKBACK_MS, state.last_tid))
             state.marker = None
             state.trades_epoch += 1
 
@@ -105,18 +88,33 @@ class SlotPlanner:
         if state.held:
             state.last_tid = max(state.held)
 
+    def forget_held(self) -> None:
+        """At a cut: a book that owes no backfill keeps only its newest trade id (the next
+        window starts after it), so memory stays bounded however long the instance lives."""
+        for state in self._books.values():
+            if state.owed is None and not state.backfill_in_flight:
+                state.held = {state.last_tid} if state.last_tid is not None else set()
+
+    @staticmethod
+    def _owe(state: _Book, window: TradesWindow) -> None:
+        state.owed = window if state.owed is None else state.owed.wider(window)
+
     @staticmethod
     def _unanchor(state: _Book) -> None:
-        state.anchored = False
+        state.anchored_ms = None
         state.diff_epoch += 1
 
     # -- what a slot does -----------------------------------------------------------------
-    def use_for(self, book: str) -> PlannedUse:
-        """Decide the use of `book`'s slot that starts now."""
-        state = self._books[book]
-        if self.diffs and state.diffs_live and not state.anchored and not state.anchor_in_flight:
-            state.anchor_in_flight = True
-            return PlannedUse(book, SlotUse.ANCHOR, state.diff_epoch)
+    def use_for(self, book: str, now_ms: int) -> PlannedUse:
+        """Decide the use of `book`'s slot that starts at `now_ms`."""
+        state = self._books.get(book)
+        if state is None:  # a book the stream does not follow (a call's own book list)
+            return PlannedUse(book, SlotUse.SNAPSHOT)
+        if self.diffs and state.diffs_live and not state.anchor_in_flight:
+            due = state.anchored_ms is None or now_ms - state.anchored_ms >= self.anchor_every_ms
+            if due:
+                state.anchor_in_flight = True
+                return PlannedUse(book, SlotUse.ANCHOR, state.diff_epoch)
         if state.trades_live and state.owed is not None and not state.backfill_in_flight:
             state.backfill_in_flight = True
             return PlannedUse(
@@ -124,12 +122,12 @@ class SlotPlanner:
             )
         return PlannedUse(book, SlotUse.SNAPSHOT)
 
-    def anchored(self, planned: PlannedUse, stored: bool) -> None:
+    def anchored(self, planned: PlannedUse, stored: bool, at_ms: int) -> None:
         """The anchor's reply is in (and stored) or not; it counts only if nothing broke since."""
         state = self._books[planned.book]
         state.anchor_in_flight = False
         if stored and planned.epoch == state.diff_epoch:
-            state.anchored = True
+            state.anchored_ms = at_ms
 
     def backfilled(self, planned: PlannedUse, page: BackfillPage | None) -> None:
         """A backfill page's outcome (None: the request failed, the window is owed still)."""
@@ -152,7 +150,7 @@ class SlotPlanner:
         """Books whose diffs have no valid anchor now (with diff-orders recorded)."""
         if not self.diffs:
             return []
-        return [book for book, state in self._books.items() if not state.anchored]
+        return [book for book, state in self._books.items() if state.anchored_ms is None]
 
     def owing(self) -> list[str]:
         """Books still owed a backfill."""

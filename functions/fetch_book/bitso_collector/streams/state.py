@@ -1,43 +1,75 @@
-"""Everything one call's streams know, shared by the socket's thread (what arrives) and the
-fetching threads (what each slot is used for, what a backfill found). One lock guards the
-bookkeeping; lines go into their objects outside it."""
+"""Everything the instance's stream knows, shared by the socket's thread (what arrives) and the
+fetching threads (what each slot is used for, what a backfill found). It lives as long as the
+instance; `cut` hands over the lines and facts since the previous cut. One lock guards it all.
+
+It is the calls' slot policy (`bitso_collector.slot_policy.SlotPolicy`) while streams are on.
+"""
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from dataclasses import dataclass
 
-from bitso_format import backfill_line, seconds_to_ms, stream_line
+from bitso_format import backfill_line, floor_hour, seconds_to_ms, stream_line
 
-from .backfill import BackfillPage
+from ..clock import Clock
+from ..rest_trades import RestTrade, TradesWindow
+from ..slot_policy import PlannedUse
+from .backfill import choose
 from .objects import StreamObject
-from .planner import PlannedUse, SlotPlanner
+from .planner import SlotPlanner
 from .protocol import DIFF_ORDERS, Kind, Received
-from .summary import ChannelSummary, Disconnect, LostObject, StreamsSummary
-from .tally import ChannelTally, uncovered_ms
-from .writer import ObjectResult
+from .summary import Disconnect
+from .tally import ChannelCut, ChannelTally
+
+#: (book, channel, hour of receipt): one stream object of a cut.
+ObjectKey = tuple[str, str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """What one cut holds: the objects to store and the facts for the record."""
+
+    at: float
+    objects: dict[ObjectKey, StreamObject]
+    channels: dict[tuple[str, str], ChannelCut]
+    frozen: tuple[tuple[float, float], ...]
+    connections: int
+    failed_connects: int
+    keepalives: int
+    ignored: int
+    disconnects: tuple[Disconnect, ...]
+    unacknowledged: tuple[tuple[str, str], ...]
+
+
+def encode_line(line: dict[str, object]) -> bytes:
+    return (json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
 
 
 class StreamState:
-    def __init__(self, books: Iterable[str], channels: Iterable[str], minute_start_ms: int) -> None:
+    def __init__(
+        self, books: Iterable[str], channels: Iterable[str], anchor_every_ms: int, clock: Clock
+    ) -> None:
         self.books = tuple(books)
         self.channels = tuple(channels)
+        self._clock = clock
         self._lock = threading.Lock()
-        self._planner = SlotPlanner(self.books, self.channels, minute_start_ms)
+        self._planner = SlotPlanner(self.books, self.channels, anchor_every_ms)
         keys = [(book, channel) for book in self.books for channel in self.channels]
         self._tallies = {key: ChannelTally() for key in keys}
-        self.objects: dict[tuple[str, str], StreamObject] = {key: StreamObject() for key in keys}
+        self._objects: dict[ObjectKey, StreamObject] = {}
+        self._frozen: list[tuple[float, float]] = []
+        self._reset_counts()
+
+    def _reset_counts(self) -> None:
         self._connections = 0
         self._failed_connects = 0
         self._keepalives = 0
         self._ignored = 0
         self._disconnects: list[Disconnect] = []
         self._unacknowledged: dict[tuple[str, str], None] = {}
-        #: Set when the call stops recording: a message still arriving is dropped, not stored.
-        self._closed = threading.Event()
-
-    def close(self) -> None:
-        self._closed.set()
 
     # -- the socket thread ------------------------------------------------------------------
     def connected(self) -> None:
@@ -51,124 +83,103 @@ class StreamState:
     def acknowledged(self, book: str, channel: str, at: float) -> None:
         with self._lock:
             self._tallies[(book, channel)].went_live(at)
-            self._planner.live(book, channel)
+            self._planner.live(book, channel, seconds_to_ms(at))
             self._unacknowledged.pop((book, channel), None)
 
     def unanswered(self, book: str, channel: str) -> None:
         with self._lock:
-            if self._tallies[(book, channel)].acks == 0:
+            if not self._tallies[(book, channel)].live:
                 self._unacknowledged[(book, channel)] = None
 
     def lost(self, at: float, reason: str | None) -> None:
-        """The connection ended at `at`; `reason` None when the call closed it (not an outage)."""
+        """The connection ended at `at`; `reason` None when the instance closed it."""
         with self._lock:
             for (book, channel), tally in self._tallies.items():
-                if tally.live_since is not None:
+                if tally.live:
                     tally.went_down(at)
-                    self._planner.down(book, channel)
+                    self._planner.down(book, channel, seconds_to_ms(at))
             if reason is not None:
                 self._disconnects.append(Disconnect(at, reason))
 
+    def frozen(self, start: float, end: float) -> None:
+        """The process did not run from `start`; what arrived meanwhile came in by `end`."""
+        with self._lock:
+            self._frozen.append((start, end))
+
     def received(self, item: Received, at: float) -> None:
         """One message, received at `at`: data is stored, keep-alives counted, the rest too."""
-        if item.kind is Kind.KEEPALIVE:
-            with self._lock:
-                self._keepalives += 1
-            return
-        if self._closed.is_set():
-            return
         key = (item.book or "", item.channel or "")
-        if item.kind is not Kind.DATA or key not in self.objects:
+        if item.kind is not Kind.DATA or key not in self._tallies:
             with self._lock:
-                self._ignored += 1
+                if item.kind is Kind.KEEPALIVE:
+                    self._keepalives += 1
+                else:
+                    self._ignored += 1
             return
-        if not self.objects[key].add(stream_line(seconds_to_ms(at), item.message)):
-            return
-        book = key[0]
+        data = encode_line(stream_line(seconds_to_ms(at), item.message))
         with self._lock:
-            tally = self._tallies[key]
-            tally.messages += 1
-            if item.channel == DIFF_ORDERS and item.sequence is not None:
-                if tally.sequence.observe(item.sequence) is not None:
-                    self._planner.gap(book)
+            self._object(key, at).add_encoded(data)
+            gap = self._tallies[key].received(at, item.sequence)
+            if item.channel == DIFF_ORDERS and gap is not None:
+                self._planner.gap(key[0])
             elif item.trade_ids:
-                self._planner.held(book, item.trade_ids)
+                self._planner.held(key[0], item.trade_ids)
 
-    # -- the fetching threads ---------------------------------------------------------------
+    def _object(self, key: tuple[str, str], at: float) -> StreamObject:
+        object_key = (*key, floor_hour(seconds_to_ms(at)))
+        stream = self._objects.get(object_key)
+        if stream is None:
+            stream = self._objects[object_key] = StreamObject()
+        return stream
+
+    # -- the fetching threads (the slot policy) ---------------------------------------------
     def use_for(self, book: str) -> PlannedUse:
+        now_ms = seconds_to_ms(self._clock.now())
         with self._lock:
-            return self._planner.use_for(book)
+            return self._planner.use_for(book, now_ms)
 
     def anchored(self, planned: PlannedUse, stored: bool) -> None:
+        now_ms = seconds_to_ms(self._clock.now())
         with self._lock:
-            self._planner.anchored(planned, stored)
+            self._planner.anchored(planned, stored, now_ms)
 
-    def held_tids(self, book: str) -> set[int]:
-        with self._lock:
-            return self._planner.held_tids(book)
-
-    def backfilled(self, planned: PlannedUse, page: BackfillPage | None, at: float) -> None:
+    def backfilled(self, planned: PlannedUse, trades: list[RestTrade] | None, at: float) -> None:
         """A backfill's outcome; the trades it chose are stored as received at `at`."""
-        added = 0
-        if page is not None:
-            stored = self.objects[(planned.book, "trades")]
-            for trade in page.chosen:
-                added += stored.add(backfill_line(seconds_to_ms(at), trade.entry))
         with self._lock:
-            self._tallies[(planned.book, "trades")].backfilled += added
+            if trades is None:
+                self._planner.backfilled(planned, None)
+                return
+            window = planned.window or TradesWindow(0)
+            page = choose(trades, window, self._planner.held_tids(planned.book))
+            key = (planned.book, "trades")
+            for trade in page.chosen:
+                self._object(key, at).add_encoded(
+                    encode_line(backfill_line(seconds_to_ms(at), trade.entry))
+                )
+            if key in self._tallies:
+                self._tallies[key].backfilled += len(page.chosen)
             self._planner.backfilled(planned, page)
 
-    # -- the end of the call ----------------------------------------------------------------
-    def to_store(self) -> dict[tuple[str, str], StreamObject]:
-        """The objects to store: every (book, channel) that was subscribed or holds lines."""
+    # -- the cut ----------------------------------------------------------------------------
+    def cut(self, at: float) -> Cut:
+        """Everything since the previous cut, handed over; the next cut starts empty."""
         with self._lock:
-            keys = [k for k, tally in self._tallies.items() if tally.acks or tally.backfilled]
-        return {k: self.objects[k] for k in self.objects if k in keys or self.objects[k].lines}
-
-    def summary(
-        self, window: tuple[float, float], results: Mapping[tuple[str, str], ObjectResult]
-    ) -> StreamsSummary:
-        """The record's part: coverage measured over `window` (the first slot to the fetch
-        deadline), `results` saying what became of each object stored."""
-        start, end = window
-        with self._lock:
-            books = {
-                book: {
-                    channel: self._channel(
-                        self._tallies[(book, channel)], start, end, results.get((book, channel))
-                    )
-                    for channel in self.channels
-                }
-                for book in self.books
-            }
-            lost = tuple(
-                LostObject(book, channel, result.name, result.reason)
-                for (book, channel), result in results.items()
-                if not result.stored
+            frozen = [(a, min(b, at)) for a, b in self._frozen if a < at]
+            self._frozen = [(max(a, at), b) for a, b in self._frozen if b > at]
+            channels = {key: tally.cut(at, frozen) for key, tally in self._tallies.items()}
+            cut = Cut(
+                at,
+                self._objects,
+                channels,
+                tuple(frozen),
+                self._connections,
+                self._failed_connects,
+                self._keepalives,
+                self._ignored,
+                tuple(self._disconnects),
+                tuple(self._unacknowledged),
             )
-            return StreamsSummary(
-                channels=self.channels,
-                connections=self._connections,
-                failed_connects=self._failed_connects,
-                keepalives=self._keepalives,
-                ignored=self._ignored,
-                disconnects=tuple(self._disconnects),
-                unacknowledged=tuple(self._unacknowledged),
-                books=books,
-                lost=lost,
-            )
-
-    @staticmethod
-    def _channel(
-        tally: ChannelTally, start: float, end: float, result: ObjectResult | None
-    ) -> ChannelSummary:
-        return ChannelSummary(
-            messages=tally.messages,
-            first_sequence=tally.sequence.first,
-            last_sequence=tally.sequence.last,
-            sequence_gaps=tuple(tally.sequence.gaps),
-            reconnects=tally.reconnects,
-            uncovered_ms=uncovered_ms(tally.coverage(end), start, end),
-            backfilled=tally.backfilled,
-            object=result.name if result is not None and result.stored else None,
-        )
+            self._objects = {}
+            self._reset_counts()
+            self._planner.forget_held()
+            return cut

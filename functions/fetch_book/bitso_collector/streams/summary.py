@@ -1,4 +1,4 @@
-"""The run record's `streams` part (typed, built once, pure)."""
+"""The run record's `streams` part (typed, built once per cut, pure)."""
 
 from __future__ import annotations
 
@@ -7,45 +7,52 @@ from typing import Any
 
 from bitso_format import iso_millis, seconds_to_ms
 
-from .tally import SequenceGap
+from .tally import ChannelCut
+
+
+def _iso(at: float | None) -> str | None:
+    return None if at is None else iso_millis(seconds_to_ms(at))
+
+
+def _span(start: float, end: float) -> dict[str, Any]:
+    return {"from": _iso(start), "to": _iso(end)}
 
 
 @dataclass(frozen=True, slots=True)
 class ChannelSummary:
-    """One book's channel in one call."""
+    """One book's channel in one cut, and the objects that stored it."""
 
-    messages: int
-    first_sequence: int | None
-    last_sequence: int | None
-    sequence_gaps: tuple[SequenceGap, ...]
-    reconnects: int
-    uncovered_ms: int
-    backfilled: int
-    #: The stream object's name; None when none was stored.
-    object: str | None
+    cut: ChannelCut
+    objects: tuple[str, ...]
 
     def to_json(self) -> dict[str, Any]:
+        cut = self.cut
         return {
-            "messages": self.messages,
-            "first_sequence": self.first_sequence,
-            "last_sequence": self.last_sequence,
-            "sequence_gaps": [{"after": g.after, "next": g.next} for g in self.sequence_gaps],
-            "reconnects": self.reconnects,
-            "uncovered_ms": self.uncovered_ms,
-            "backfilled": self.backfilled,
-            "object": self.object,
+            "messages": cut.messages,
+            "first_sequence": cut.first_sequence,
+            "last_sequence": cut.last_sequence,
+            "sequence_gaps": [{"after": g.after, "next": g.next} for g in cut.sequence_gaps],
+            "reconnects": cut.reconnects,
+            "uncovered_ms": cut.uncovered_ms,
+            "backfilled": cut.backfilled,
+            "objects": list(self.objects),
+            "covers": None if cut.covers is None else _span(*cut.covers),
+            "first_received": _iso(cut.first_received),
+            "last_received": _iso(cut.last_received),
+            "continuous": cut.continuous,
+            "unwatched": [{**_span(u.start, u.end), "reason": u.reason} for u in cut.unwatched],
         }
 
 
 @dataclass(frozen=True, slots=True)
 class Disconnect:
-    """A live connection that ended before the call stopped fetching."""
+    """A live connection that ended (not closed by the instance itself)."""
 
     at: float
     reason: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"at": iso_millis(seconds_to_ms(self.at)), "reason": self.reason}
+        return {"at": _iso(self.at), "reason": self.reason}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +76,12 @@ class LostObject:
 @dataclass(frozen=True, slots=True)
 class StreamsSummary:
     channels: tuple[str, ...]
-    #: Connections opened (the first included), and attempts that did not open.
+    instance: str
+    instance_started_at: float
+    cut_at: float
+    #: Spans since the previous cut when the process did not run.
+    frozen: tuple[tuple[float, float], ...]
+    #: Connections opened since the previous cut, and attempts that did not open.
     connections: int
     failed_connects: int
     keepalives: int
@@ -81,26 +93,36 @@ class StreamsSummary:
     books: dict[str, dict[str, ChannelSummary]]
     lost: tuple[LostObject, ...] = ()
 
+    def _channels(self) -> list[ChannelCut]:
+        return [c.cut for channels in self.books.values() for c in channels.values()]
+
     @property
     def messages(self) -> int:
-        return sum(c.messages for channels in self.books.values() for c in channels.values())
+        return sum(c.messages for c in self._channels())
 
     @property
     def gaps(self) -> int:
-        return sum(
-            len(c.sequence_gaps) for channels in self.books.values() for c in channels.values()
-        )
+        return sum(len(c.sequence_gaps) for c in self._channels())
 
     @property
     def reconnects(self) -> int:
-        return max(0, self.connections - 1)
+        return max((c.reconnects for c in self._channels()), default=0)
 
     @property
     def backfilled(self) -> int:
-        return sum(c.backfilled for channels in self.books.values() for c in channels.values())
+        return sum(c.backfilled for c in self._channels())
+
+    @property
+    def continuous(self) -> bool:
+        """Every subscription ran on from the previous cut without a break."""
+        return all(c.continuous and not c.unwatched for c in self._channels())
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "instance": self.instance,
+            "instance_started_at": _iso(self.instance_started_at),
+            "cut_at": _iso(self.cut_at),
+            "frozen": [_span(a, b) for a, b in self.frozen],
             "channels": list(self.channels),
             "connections": self.connections,
             "failed_connects": self.failed_connects,

@@ -1,6 +1,6 @@
-"""Stores a call's stream objects when its minute's fetching is over: all at once, each on a
-thread of its own (so a slow store delays no other), create-only, given up on at `finish_by`.
-Nothing here runs before the last slot has started, so no slot can wait for it."""
+"""Stores a cut's stream objects: all at once, each on a thread of its own (so a slow store
+delays no other), create-only, given up on at `finish_by`. A call's cut starts after its last
+slot has started, so no slot can wait for it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
 
-from bitso_format import stream_name
 from bitso_logs import JsonLogger
 
 from ..clock import Clock
@@ -28,34 +27,44 @@ class ObjectResult:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class NamedObject:
+    book: str
+    channel: str
+    name: str
+    stream: StreamObject
+
+
 class StreamWriter:
-    def __init__(self, sink: Sink, prefix: str, minute_ms: int, clock: Clock, log: JsonLogger):
+    def __init__(self, sink: Sink, clock: Clock, log: JsonLogger):
         self._sink = sink
-        self._prefix = prefix
-        self._minute_ms = minute_ms
         self._clock = clock
         self._log = log
         self._pool: ThreadPoolExecutor | None = None
-        self._writes: dict[Future[bool], tuple[tuple[str, str], str]] = {}
+        self._writes: dict[Future[bool], NamedObject] = {}
         self._finish_by: float | None = None
 
-    def start(self, objects: dict[tuple[str, str], StreamObject], finish_by: float) -> None:
-        """Begin storing every (book, channel) object given."""
+    def start(self, objects: list[NamedObject], finish_by: float, parallel: bool = True) -> None:
+        """Begin storing every object given; `parallel=False` stores them here, one after the
+        other (at the interpreter's exit, when no new thread pool may start)."""
         self._finish_by = finish_by
+        if not parallel:
+            for named in objects:
+                self._writes[self._store_here(named)] = named
+            return
         self._pool = ThreadPoolExecutor(
             max(1, min(MAX_PARALLEL, len(objects))), thread_name_prefix="stream-write"
         )
-        for (book, channel), stream in objects.items():
-            name = stream_name(self._prefix, channel, book, self._minute_ms)
-            future = self._pool.submit(self._write, name, stream)
-            self._writes[future] = ((book, channel), name)
+        for named in objects:
+            self._writes[self._pool.submit(self._write, named.name, named.stream)] = named
 
-    def finish(self) -> dict[tuple[str, str], ObjectResult]:
+    def finish(self) -> dict[NamedObject, ObjectResult]:
         """Wait until `finish_by`; what is not stored by then is lost."""
         finish_by = self._finish_by or self._clock.now()
         _, late = wait_for(self._writes, timeout=max(0.0, finish_by - self._clock.now()))
         results = {}
-        for future, (key, name) in self._writes.items():
+        for future, named in self._writes.items():
+            name = named.name
             if future in late:
                 future.cancel()
                 result = ObjectResult(name, False, "storage: not stored before the call's deadline")
@@ -67,10 +76,18 @@ class StreamWriter:
                 result = ObjectResult(name, error is None, reason)
             if not result.stored:
                 self._log.error("stream object lost", object=name, reason=result.reason)
-            results[key] = result
+            results[named] = result
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         return results
+
+    def _store_here(self, named: NamedObject) -> Future[bool]:
+        done: Future[bool] = Future()
+        try:
+            done.set_result(self._write(named.name, named.stream))
+        except Exception as error:
+            done.set_exception(error)
+        return done
 
     def _write(self, name: str, stream: StreamObject) -> bool:
         return self._sink.create(
