@@ -5,27 +5,42 @@ Every table is built from three things this module asks the reader for, per book
 - **segments**, in time order and covering the range: each a span of time that is known or
   unknown (with the reader's reason), and, where the book can be followed, the book at the
   segment's first instant (:class:`BookState`) and every change after it, level by level
-  (:class:`BookStep`). Hours with diffs follow the streams (an anchor and the diffs its chain
-  applies); hours with none fall back to the REST snapshots, one step per snapshot with the
-  levels that changed since the one before (their span stays unknown: between two snapshots
-  the book is not known).
+  (:class:`BookStep`). Hours with diffs follow the continuous stream: the reader's walker
+  (:func:`bitso_archive.replay.book_walker`) names the spans, and tells each change it makes to
+  the book (:class:`bitso_archive.chain.ChainObserver`): each anchor's book as its chain starts,
+  then each diff the chain applies. Hours with none fall back to the REST snapshots, one step per
+  snapshot with the levels that changed since the one before (their span stays unknown: between
+  two snapshots the book is not known).
 - **trades**, every trade once (the reader merges streamed and backfilled ones).
 - the **books** that have anything recorded in the range.
 
-Only this module imports the reader's stream internals (:mod:`bitso_archive.streams`,
-:mod:`bitso_archive.orderbook`, :mod:`bitso_archive.trades`); the tables see the plain types
-below, so when the reader changes how it chains the streams, only this module changes.
+Only this module imports the reader's stream internals (:mod:`bitso_archive.chain`,
+:mod:`bitso_archive.replay`, :mod:`bitso_archive.orderbook`, :mod:`bitso_archive.trades`); the
+tables see the plain types below, so when the reader changes how it chains the streams, only
+this module changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
 
-from bitso_archive.layout import hours_in_range, minutes_in_range
-from bitso_archive.orderbook import BUY, SELL, Diff, KnownSpan, Level, OrderBook
+from bitso_archive.chain import Chain
+from bitso_archive.layout import hours_in_range
+from bitso_archive.orderbook import (
+    BUY,
+    NOT_RECORDED,
+    SELL,
+    SEQUENCE_GAP,
+    Diff,
+    KnownSpan,
+    Level,
+    OrderBook,
+    UnknownSpan,
+)
+from bitso_archive.replay import book_walker
 from bitso_archive.snapshots import (
     Corrupt,
     Snapshot,
@@ -34,7 +49,6 @@ from bitso_archive.snapshots import (
     price_levels,
 )
 from bitso_archive.sources import Source
-from bitso_archive.streams import BookRecordings
 from bitso_archive.trades import TradesResult, iter_trades
 from bitso_format import (
     DIFF_ORDERS_CHANNEL,
@@ -50,12 +64,14 @@ BID = "bid"
 ASK = "ask"
 #: `source` of what the streams gave (REST's is bitso_format.REST_SOURCE).
 STREAM_SOURCE = "stream"
-#: `reason` of a known span: followed from an anchor through the diffs of its chain.
+#: `reason` of a known span: followed from an anchor through the diffs of its chain. An
+#: unknown span of an hour with diffs has the reader's reason (bitso_archive.orderbook:
+#: before_first_anchor, sequence_gap, outage, frozen, instance_start, crash, not_recorded).
 KNOWN_FROM_STREAM = "stream"
 #: `reason` of an hour without diffs: only REST snapshots sample the book.
 REST_SNAPSHOTS_ONLY = "rest_snapshots"
-#: `reason` of an hour with neither diffs nor snapshots of the book.
-NOTHING_RECORDED = "not_recorded"
+#: `reason` of an hour with neither diffs nor snapshots of the book (the reader's word for it).
+NOTHING_RECORDED = NOT_RECORDED
 
 _SIDE_NAMES = {BUY: BID, SELL: ASK}
 
@@ -126,14 +142,6 @@ class TradeRecord(NamedTuple):
     source: str
 
 
-def _levels(book: OrderBook) -> tuple[LevelChange, ...]:
-    return tuple(
-        LevelChange(_SIDE_NAMES[side], level.price, level.amount, level.orders)
-        for side in (BUY, SELL)
-        for level in book.side(side)
-    )
-
-
 def _change(side: int, price: Decimal, level: Level | None) -> LevelChange:
     if level is None:
         return LevelChange(_SIDE_NAMES[side], price, Decimal(0), 0)
@@ -165,62 +173,116 @@ def book_segments(
 ) -> Iterator[Segment]:
     """The segments of ``book`` covering ``[start_ms, end_ms)`` in time order, an hour at a
     time: from the streams where the hour has diffs, else from its REST snapshots."""
-    recordings = BookRecordings(source, book)
     skipped = corrupt if corrupt is not None else []
     for hour_ms in hours_in_range(start_ms, end_ms):
         lo, hi = max(start_ms, hour_ms), min(end_ms, hour_ms + HOUR_MS)
         if _has_diffs(source, book, hour_ms):
-            yield from _stream_segments(recordings, lo, hi, skipped)
+            yield from _stream_segments(source, book, lo, hi, skipped)
         else:
             yield from _rest_segments(source, book, lo, hi, skipped)
 
 
-def _stream_segments(
-    recordings: BookRecordings, lo: int, hi: int, corrupt: list[Corrupt]
-) -> Iterator[Segment]:
-    for minute_ms in minutes_in_range(lo, hi):
-        recorded = recordings.minute(minute_ms)
-        corrupt.extend(recorded.corrupt)
-        for span in recorded.spans:
-            start, end = max(span.start_ms, lo), min(span.end_ms, hi)
-            if start >= end:
-                continue
-            if not isinstance(span, KnownSpan):
-                yield Segment(Span(start, end, False, span.reason, span.detail), STREAM_SOURCE)
-                continue
-            yield _known_segment(span, recorded.minute.diffs, start, end)
+class _ChainLog:
+    """One chain as the walker made it: the book of its anchor (with the diffs received
+    before it) as it stood after ``steps[:applied]``, and every diff it applied, as the levels
+    that diff changed."""
 
+    __slots__ = ("applied", "chain", "levels", "steps")
 
-def _known_segment(span: KnownSpan, diffs: Sequence[Diff], start: int, end: int) -> Segment:
-    """The book at ``start`` (the anchor and the diffs received by then), then every diff of
-    the chain received before ``end``, as the levels it changed; when the span ends at its
-    chain's last diff, that diff too (received at the first unknown instant, it is no less a
-    change: the tables hold every diff the chain applies)."""
-    chain = span.chain
-    limit = end + 1 if end == span.end_ms == chain.known_until_ms else end
-    anchor = chain.anchor
-    book = OrderBook(anchor.orders)
-    sequence, sent, index = anchor.sequence, None, 0
-    while index < chain.end and diffs[index].received_ms <= start:
-        diff = diffs[index]
-        if diff.sequence > anchor.sequence:
-            book.apply(diff)
-            sequence, sent = diff.sequence, diff.sent_ms
-        index += 1
-    opening = BookState(start, sent, sequence, _levels(book))
+    def __init__(self, chain: Chain, book: OrderBook) -> None:
+        self.chain = chain
+        self.levels = {
+            (_SIDE_NAMES[side], level.price): LevelChange(
+                _SIDE_NAMES[side], level.price, level.amount, level.orders
+            )
+            for side in (BUY, SELL)
+            for level in book.side(side)
+        }
+        self.steps: list[BookStep] = []
+        self.applied = 0
 
-    def steps(index: int = index) -> Iterator[BookStep]:
-        while index < chain.end and diffs[index].received_ms < limit:
-            diff = diffs[index]
+    def book_at(self, at_ms: int) -> BookState:
+        """The book at ``at_ms`` (not before the last asked): every step received by then."""
+        steps, levels, index = self.steps, self.levels, self.applied
+        while index < len(steps) and steps[index].local_ms <= at_ms:
+            for change in steps[index].changes:
+                if change.amount:
+                    levels[change.side, change.price] = change
+                else:
+                    levels.pop((change.side, change.price), None)
             index += 1
-            if diff.sequence <= anchor.sequence:
-                continue  # already in the anchor
-            changes = tuple(_change(*touched) for touched in book.apply_levels(diff))
-            yield BookStep(diff.received_ms, diff.sent_ms, diff.sequence, changes)
+        self.applied = index
+        last = steps[index - 1] if index else None
+        anchor = self.chain.anchor
+        return BookState(
+            at_ms,
+            last.exchange_ms if last else None,
+            last.sequence if last else anchor.sequence,
+            _best_first(levels.values()),
+        )
 
-    detail = f"from anchor {anchor.name} (sequence {anchor.sequence}) and the diffs after it"
-    known = Span(start, end, True, KNOWN_FROM_STREAM, detail)
-    return Segment(known, STREAM_SOURCE, opening, steps())
+    def steps_until(self, limit_ms: int) -> Iterator[BookStep]:
+        """The steps after the last book asked for, received before ``limit_ms``."""
+        steps, index = self.steps, self.applied
+        while index < len(steps) and steps[index].local_ms < limit_ms:
+            yield steps[index]
+            index += 1
+
+
+def _best_first(levels: Iterable[LevelChange]) -> tuple[LevelChange, ...]:
+    bids = sorted((lv for lv in levels if lv.side == BID), key=lambda lv: lv.price, reverse=True)
+    asks = sorted((lv for lv in levels if lv.side == ASK), key=lambda lv: lv.price)
+    return (*bids, *asks)
+
+
+class _Recorder:
+    """The walker's observer (:class:`bitso_archive.chain.ChainObserver`): every chain's log,
+    by its anchor's name (what a known span names)."""
+
+    def __init__(self) -> None:
+        self.logs: dict[str, _ChainLog] = {}
+
+    def started(self, chain: Chain, book: OrderBook) -> None:
+        self.logs[chain.anchor.name] = _ChainLog(chain, book)
+
+    def applied(
+        self, chain: Chain, diff: Diff, levels: list[tuple[int, Decimal, Level | None]]
+    ) -> None:
+        changes = tuple(_change(*touched) for touched in levels)
+        step = BookStep(diff.received_ms, diff.sent_ms, diff.sequence, changes)
+        self.logs[chain.anchor.name].steps.append(step)
+
+
+def _stream_segments(
+    source: Source, book: str, lo: int, hi: int, corrupt: list[Corrupt]
+) -> Iterator[Segment]:
+    """``[lo, hi)`` walked once by the reader: its spans as it names them, each known one with
+    the book at its start and every change of its chain until its end."""
+    recorder = _Recorder()
+    walker, stream = book_walker(source, book, lo, hi, observer=recorder)
+    spans = walker.finish()
+    corrupt.extend(stream.corrupt)
+    for span, following in zip(spans, [*spans[1:], None], strict=True):
+        if isinstance(span, UnknownSpan):
+            unknown = Span(span.start_ms, span.end_ms, False, span.reason, span.detail)
+            yield Segment(unknown, STREAM_SOURCE)
+        else:
+            gap_follows = isinstance(following, UnknownSpan) and following.reason == SEQUENCE_GAP
+            yield _known_segment(recorder.logs[span.anchor], span, gap_follows)
+
+
+def _known_segment(log: _ChainLog, span: KnownSpan, gap_follows: bool) -> Segment:
+    """The book at the span's start (the anchor and every diff received by then), then every
+    diff of the chain received before its end; when the span ends where its chain does (a
+    sequence gap follows), the diffs received at that instant too (the last before the gap: no
+    less a change, and the tables hold every diff the chain applies)."""
+    end = log.chain.end
+    ends_chain = gap_follows and end is not None and end.at_ms == span.end_ms
+    limit = span.end_ms + 1 if ends_chain else span.end_ms
+    opening = log.book_at(span.start_ms)
+    detail = f"from anchor {span.anchor} (sequence {span.anchor_sequence}) and the diffs after it"
+    known = Span(span.start_ms, span.end_ms, True, KNOWN_FROM_STREAM, detail)
+    return Segment(known, STREAM_SOURCE, opening, log.steps_until(limit))
 
 
 def _rest_segments(

@@ -64,48 +64,55 @@ def span_at(spans: list[CoverageSpan], at_ms: int) -> CoverageSpan | None:
     return next((s for s in spans if s.start_ms <= at_ms < s.end_ms), None)
 
 
-def book_at(
-    con: duckdb.DuckDBPyConnection, book: str, at_ms: int
-) -> tuple[int, list[Level], list[Level]] | None:
-    """The book at ``at_ms`` from book_changes: the rows of the known span holding it, from its
-    opening block up to ``at_ms``, the latest per level, the empty ones dropped. None when no
-    known span holds it."""
+Book = tuple[int, Levels, Levels]  # sequence, bids, asks
+
+
+def book_at(con: duckdb.DuckDBPyConnection, book: str, at_ms: int) -> Book | None:
+    """The book at ``at_ms`` from book_changes (:func:`books_at`); None when no known span
+    holds it."""
+    return books_at(con, book, [at_ms]).get(at_ms)
+
+
+def books_at(con: duckdb.DuckDBPyConnection, book: str, instants: list[int]) -> dict[int, Book]:
+    """The book at each instant inside a known span, from book_changes: the rows of that span,
+    from its opening block up to the instant, the latest per level, the empty ones dropped; its
+    sequence the highest of those rows."""
     found = rows(
         con,
         """
-        WITH span AS (
-            SELECT start FROM coverage
-            WHERE book = $book AND known
-              AND epoch_ms(start) <= $at AND $at < epoch_ms("end")
+        WITH i AS (SELECT DISTINCT unnest($instants) AS at_ms),
+        span AS (
+            SELECT i.at_ms, c.start FROM i JOIN coverage c
+              ON c.book = $book AND c.known
+             AND epoch_ms(c.start) <= i.at_ms AND i.at_ms < epoch_ms(c."end")
         ), latest AS (
-            SELECT side, price, amount, orders, sequence,
+            SELECT span.at_ms, side, price, amount, orders,
+                   max(sequence) OVER (PARTITION BY span.at_ms) AS book_sequence,
                    row_number() OVER (
-                       PARTITION BY side, price ORDER BY local_timestamp DESC, sequence DESC
+                       PARTITION BY span.at_ms, side, price
+                       ORDER BY local_timestamp DESC, sequence DESC
                    ) AS newest
-            FROM book_changes, span
-            WHERE book = $book AND local_timestamp >= span.start
-              AND epoch_ms(local_timestamp) <= $at
+            FROM span JOIN book_changes b
+              ON b.book = $book AND b.local_timestamp >= span.start
+             AND epoch_ms(b.local_timestamp) <= span.at_ms
         )
-        SELECT side, price, amount, orders, (SELECT max(sequence) FROM latest) AS sequence
-        FROM latest WHERE newest = 1 AND amount > 0
-        ORDER BY side, CASE WHEN side = 'bid' THEN -price ELSE price END
+        SELECT span.at_ms, side, price, amount, orders, book_sequence
+        FROM span LEFT JOIN latest
+          ON latest.at_ms = span.at_ms AND newest = 1 AND amount > 0
+        ORDER BY span.at_ms, side, CASE WHEN side = 'bid' THEN -price ELSE price END
         """,
         book=book,
-        at=at_ms,
+        instants=instants,
     )
-    if not found:
-        known = rows(
-            con,
-            "SELECT count(*) AS n FROM coverage WHERE book = $book AND known "
-            'AND epoch_ms(start) <= $at AND $at < epoch_ms("end")',
-            book=book,
-            at=at_ms,
-        )
-        return None if not known[0]["n"] else (0, [], [])
-    sequence = found[0]["sequence"]
-    bids = [(r["price"], r["amount"], r["orders"]) for r in found if r["side"] == "bid"]
-    asks = [(r["price"], r["amount"], r["orders"]) for r in found if r["side"] == "ask"]
-    return sequence, bids, asks
+    books: dict[int, Book] = {}
+    for row in found:
+        _sequence, bids, asks = books.setdefault(row["at_ms"], (0, [], []))
+        if row["side"] is None:
+            continue  # a known instant with no level in the book
+        books[row["at_ms"]] = (row["book_sequence"], bids, asks)
+        level = (row["price"], row["amount"], row["orders"])
+        (bids if row["side"] == "bid" else asks).append(level)
+    return books
 
 
 def quote_at(con: duckdb.DuckDBPyConnection, book: str, at_ms: int) -> dict[str, Any] | None:
@@ -123,3 +130,29 @@ def quote_at(con: duckdb.DuckDBPyConnection, book: str, at_ms: int) -> dict[str,
         at=at_ms,
     )
     return found[0] if found else None
+
+
+def quotes_at(
+    con: duckdb.DuckDBPyConnection, book: str, instants: list[int]
+) -> dict[int, dict[str, Any]]:
+    """:func:`quote_at` of many instants in one query: each instant inside a known span with
+    the quote in force then (the latest row at or before it, within the span)."""
+    found = rows(
+        con,
+        """
+        WITH q AS (
+            SELECT *, epoch_ms(local_timestamp) AS since,
+                   lead(epoch_ms(local_timestamp)) OVER (ORDER BY local_timestamp, sequence)
+                       AS until
+            FROM quotes WHERE book = $book
+        ), i AS (SELECT unnest($instants) AS at_ms)
+        SELECT i.at_ms, q.* EXCLUDE (since, until) FROM i
+        JOIN coverage c ON c.book = $book AND c.known
+             AND epoch_ms(c.start) <= i.at_ms AND i.at_ms < epoch_ms(c."end")
+        JOIN q ON q.since >= epoch_ms(c.start) AND q.since <= i.at_ms
+             AND (q.until IS NULL OR i.at_ms < q.until)
+        """,
+        book=book,
+        instants=instants,
+    )
+    return {row.pop("at_ms"): row for row in found}

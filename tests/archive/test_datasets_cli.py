@@ -13,14 +13,14 @@ import pytest
 from bitso_archive.cli import main
 from bitso_archive.datasets.plot import plot
 from bitso_archive.datasets.tables import TableOptionError, TableOptions
-from tests.archive.stream_market import MinutePlan, World, build_world
+from tests.archive.stream_market import World, build_world
 
 HOUR = ["--start", "2026-11-20T10:00", "--end", "2026-11-20T11:00"]
 
 
 @pytest.fixture(scope="module")
 def world() -> World:
-    return build_world([MinutePlan(), MinutePlan(drops=(20_000,))], seed=3)
+    return build_world(seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +128,10 @@ def test_sql_opens_the_tables_with_their_views_named(
     code, printed, _ = run(capsys, "sql", str(out), "SELECT tid, price, hour FROM trades")
     assert code == 0 and printed.splitlines()[-1] == "(0 rows)"
     code, printed, _ = run(
-        capsys, "sql", str(out), "SELECT reason, known FROM coverage ORDER BY start LIMIT 2"
+        capsys, "sql", str(out), "SELECT reason, known FROM coverage ORDER BY start LIMIT 3"
     )
-    assert printed.splitlines()[2:4] == [
+    assert printed.splitlines()[2:5] == [
+        "not_recorded         False",
         "before_first_anchor  False",
         "stream               True",
     ]
@@ -159,8 +160,8 @@ def test_plot_draws_the_tables(
     archive_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     png = tmp_path / "btc.png"
-    span = ["--start", "2026-11-20T10:00", "--end", "2026-11-20T10:03"]
-    drawn = plot(archive_dir, "btc_mxn", "2026-11-20T10:00", "2026-11-20T10:03", png)
+    span = ["--start", "2026-11-20T10:54", "--end", "2026-11-20T10:57"]
+    drawn = plot(archive_dir, "btc_mxn", "2026-11-20T10:54", "2026-11-20T10:57", png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = tmp_path / "tables"
     assert run(capsys, "export", str(archive_dir), *span, "--out", str(out))[0] == 0
@@ -186,11 +187,14 @@ def test_plot_draws_the_tables(
 def test_only_the_adapter_reads_the_readers_stream_internals() -> None:
     """When the reader changes how it chains the streams, only source_adapter.py changes."""
     internals = {
-        "bitso_archive.streams",
-        "bitso_archive.orderbook",
-        "bitso_archive.trades",
+        "bitso_archive.chain",
         "bitso_archive.coverage",
+        "bitso_archive.orderbook",
+        "bitso_archive.replay",
         "bitso_archive.stream_records",
+        "bitso_archive.streams",
+        "bitso_archive.trades",
+        "bitso_archive.watched",
     }
     package = Path(__file__).resolve().parents[2] / "bitso_archive" / "datasets"
     users = {}
@@ -202,8 +206,9 @@ def test_only_the_adapter_reads_the_readers_stream_internals() -> None:
             users[module.name] = sorted(imported & internals)
     assert users == {
         "source_adapter.py": [
+            "bitso_archive.chain",
             "bitso_archive.orderbook",
-            "bitso_archive.streams",
+            "bitso_archive.replay",
             "bitso_archive.trades",
         ]
     }

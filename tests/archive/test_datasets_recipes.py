@@ -4,7 +4,6 @@ and run over exported files; each answer is compared with what ``book --at`` (bo
 
 from __future__ import annotations
 
-import random
 import re
 from collections import defaultdict
 from datetime import date, datetime
@@ -17,22 +16,19 @@ import pytest
 import sqlglot
 
 from bitso_archive.cli import main
-from bitso_archive.orderbook import UnknownInstantError
-from bitso_archive.replay import book_at, replay
+from bitso_archive.orderbook import UnknownInstantError, UnknownSpan
+from bitso_archive.replay import book_at, book_walker, replay
+from bitso_archive.sources import open_source
 from bitso_archive.trades import iter_trades
 from bitso_format import MINUTE_MS, iso_millis, ms_to_datetime
-from tests.archive.stream_market import BOOK, T0, MinutePlan, World, build_world
+from tests.archive import datasets_duckdb as db
+from tests.archive.stream_market import BOOK, T0, T_END, World, build_world
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "datasets.md"
-TABLES = ("trades", "book_changes", "book_snapshots", "quotes", "coverage")
-PLANS = [
-    MinutePlan(),
-    MinutePlan(drops=(20_000,)),
-    MinutePlan(outages=((30_000, 31_500),)),
-    MinutePlan(recorded=False),
-    MinutePlan(),
-]
+TABLES = db.TABLES
 DAY = date(2026, 11, 20)
+#: The whole hours of the scenario (10:54 to 11:13), exported.
+EXPORTED = ("2026-11-20T10:00", "2026-11-20T12:00")
 
 
 def recipes() -> dict[str, str]:
@@ -45,7 +41,7 @@ def recipes() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def world() -> World:
-    return build_world(PLANS, seed=21)
+    return build_world(seed=21)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +52,7 @@ def archive_dir(world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def con(archive_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> duckdb.DuckDBPyConnection:
     out = tmp_path_factory.mktemp("tables")
-    span = ["--start", "2026-11-20T10:00", "--end", "2026-11-20T11:00"]
+    span = ["--start", EXPORTED[0], "--end", EXPORTED[1]]
     assert main(["export", str(archive_dir), *span, "--out", str(out), "-q"]) == 0
     connection = duckdb.connect()
     connection.execute("SET TimeZone = 'UTC'")
@@ -84,9 +80,15 @@ def ms_of(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def spans(world: World, known: bool) -> list[tuple[int, int]]:
+    """The generator's spans of the scenario, known or not."""
+    return [(a, b) for a, b, reason in world.spans(T0, T_END) if (reason == "known") == known]
+
+
 def test_the_book_at_an_instant_is_book_at(world: World, archive_dir: Path, con: Any) -> None:
-    instants = [span.start_ms + offset for span in world.known_spans() for offset in (0, 1, 777)]
-    instants += [s.start_ms for s in world.unknown_spans()] + [T0 + 3 * MINUTE_MS + 5]
+    known_spans = spans(world, known=True)
+    instants = [start + offset for start, _end in known_spans for offset in (0, 1, 777)]
+    instants += [start for start, _end in spans(world, known=False)]
     known = 0
     for at_ms in instants:
         got = run_recipe(con, "book_at", book=BOOK, at=at(at_ms))
@@ -102,13 +104,13 @@ def test_the_book_at_an_instant_is_book_at(world: World, archive_dir: Path, con:
         ]
         assert got == expected, iso_millis(at_ms)
         known += 1
-    assert known == 3 * len(world.known_spans()) >= 15
+    assert known == 3 * len(known_spans) >= 15
 
 
 def test_one_minute_bars_and_vwap_are_the_trades(archive_dir: Path, con: Any) -> None:
     got = run_recipe(con, "ohlcv", book=BOOK, day=DAY)
     minutes: dict[int, list[Any]] = defaultdict(list)
-    for chunk in iter_trades(archive_dir, T0, T0 + 3_600_000, [BOOK]):
+    for chunk in iter_trades(archive_dir, *EXPORTED, [BOOK]):
         for trade in chunk:
             minutes[trade.created_ms - trade.created_ms % MINUTE_MS].append(trade)
     assert [ms_of(row["minute"]) for row in got] == sorted(minutes)
@@ -126,15 +128,21 @@ def test_one_minute_bars_and_vwap_are_the_trades(archive_dir: Path, con: Any) ->
         assert (row["volume"], row["trades"]) == (volume, len(trades))
         # BigQuery divides NUMERICs exactly (9 decimals); DuckDB in floating point.
         assert abs(Decimal(str(row["vwap"])) - notional / volume) < Decimal("1e-9") * prices[0]
-    assert len(got) == 5 and sum(r["trades"] for r in got) > 1000
+    assert len(got) >= 19 and sum(r["trades"] for r in got) > 2000
 
 
-def test_spread_and_mid_over_time_are_replays_best_levels(
-    world: World, archive_dir: Path, con: Any
-) -> None:
+def test_spread_and_mid_over_time_are_replays_best_levels(archive_dir: Path, con: Any) -> None:
     start, end = T0, T0 + 5 * MINUTE_MS
     got = run_recipe(con, "spread_and_mid", book=BOOK, day=DAY, start=at(start), end=at(end))
-    known = world.known_spans()
+    # The table's known spans: a quote is in force until the next or the end of its own span.
+    known = [
+        (r["s"], r["e"])
+        for r in db.rows(
+            con,
+            'SELECT epoch_ms(start) AS s, epoch_ms("end") AS e FROM bitso_books.coverage '
+            "WHERE known ORDER BY start",
+        )
+    ]
     assert len(got) > 20
     every = {i.at_ms: i.view for i in replay(archive_dir, BOOK, start, end, 1000, depth=1)}
     checked = 0
@@ -143,10 +151,11 @@ def test_spread_and_mid_over_time_are_replays_best_levels(
         view = book_at(archive_dir, BOOK, since, depth=1)
         bid, ask = view.bids[0].price, view.asks[0].price
         assert (row["mid"], row["spread"]) == ((bid + ask) / 2, ask - bid), iso_millis(since)
-        (span,) = [s for s in known if s.start_ms <= since < s.end_ms]
-        next_since = ms_of(following["since"]) if following else span.end_ms
-        assert until == min(span.end_ms, next_since)
-        for second in range(since + (-since) % 1000, until, 1000):  # replay agrees in between
+        ((_span_start, span_end),) = [(a, b) for a, b in known if a <= since < b]
+        next_since = ms_of(following["since"]) if following else span_end
+        assert until == min(span_end, next_since)
+        # Replay agrees in between (up to the range's end: the last quote may run past it).
+        for second in range(since + (-since) % 1000, min(until, end), 1000):
             replayed = every[second]
             assert replayed is not None
             assert (replayed.bids[0].price, replayed.asks[0].price) == (bid, ask)
@@ -157,26 +166,23 @@ def test_spread_and_mid_over_time_are_replays_best_levels(
 def test_each_trade_gets_the_quote_in_force(archive_dir: Path, con: Any) -> None:
     start, end = T0, T0 + 5 * MINUTE_MS
     got = run_recipe(con, "trades_with_quote", book=BOOK, day=DAY, start=at(start), end=at(end))
-    trades = {
-        t.tid: t for chunk in iter_trades(archive_dir, T0, T0 + 3_600_000, [BOOK]) for t in chunk
-    }
+    trades = {t.tid: t for chunk in iter_trades(archive_dir, *EXPORTED, [BOOK]) for t in chunk}
     expected_tids = sorted(tid for tid, t in trades.items() if start <= t.received_ms < end)
     assert [row["tid"] for row in got] == expected_tids
-    sample = random.Random(4).sample(got, 100)  # book --at reads a minute for each instant
+    # The book when each trade was received, by the walker of book --at, in one pass.
+    walker, _stream = book_walker(open_source(archive_dir), BOOK, start, end)
     quoted = 0
-    for row in sample:
+    for row in sorted(got, key=lambda r: trades[r["tid"]].received_ms):
         trade = trades[row["tid"]]
-        try:
-            view = book_at(archive_dir, BOOK, trade.received_ms, depth=1)
-        except UnknownInstantError:
-            view = None
+        found = walker.at(trade.received_ms, depth=1)
+        view = None if isinstance(found, UnknownSpan) else found
         if view is None or trade.source != "stream":
             assert (row["bid_price"], row["ask_price"]) == (None, None), row["tid"]
             continue
         assert (row["bid_price"], row["ask_price"]) == (view.bids[0].price, view.asks[0].price)
         assert ms_of(row["quoted_at"]) <= trade.received_ms
         quoted += 1
-    assert 60 < quoted < len(sample)  # some fall in unknown spans, or were backfilled
+    assert 0.6 * len(got) < quoted < len(got)  # some fall in unknown spans, or were backfilled
 
 
 def test_each_recipe_is_valid_bigquery_and_filters_partitions() -> None:

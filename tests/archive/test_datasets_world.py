@@ -1,13 +1,18 @@
 """The research tables against an independent order-level market (tests/archive/stream_market):
-five minutes with a dropped diff, outages and a minute nobody recorded, exported once and read
-back with DuckDB alone (tests/archive/datasets_duckdb), never through bitso_archive's readers.
-The market's own book is the truth; ``book --at``, ``replay`` and ``trades`` must agree too.
+10:54 to 11:13 recorded as five instances would (cuts at every call's end and across 11:00, an
+outage, freezes with late receipts, a dropped diff, a rollout, a crash, a new instance after a
+shutdown), exported once and read back with DuckDB alone (tests/archive/datasets_duckdb), never
+through bitso_archive's readers. The market's own book is the truth, the generator's account of
+when the book can be known (written from the contract) is the truth of ``coverage``, and
+``book --at``, ``replay`` and ``trades`` must agree too.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import random
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,25 +22,23 @@ import pytest
 
 from bitso_archive.cli import main
 from bitso_archive.compact import compact_hour
-from bitso_archive.orderbook import UnknownInstantError
-from bitso_archive.replay import book_at, replay
+from bitso_archive.orderbook import BookView, UnknownInstantError, UnknownSpan
+from bitso_archive.replay import book_at, book_walker, replay
+from bitso_archive.sources import open_source
 from tests.archive import datasets_duckdb as db
-from tests.archive.helpers import Archive, iso, snapshot
-from tests.archive.stream_market import BOOK, T0, MinutePlan, World, build_world
+from tests.archive.helpers import Archive, iso, ms, snapshot
+from tests.archive.stream_market import BOOK, T0, T_END, World, build_world
 
-PLANS = [
-    MinutePlan(),
-    MinutePlan(drops=(20_000,)),
-    MinutePlan(outages=((30_000, 31_500),)),
-    MinutePlan(recorded=False),
-    MinutePlan(outages=((40_000, 40_002),)),
-]
+#: The whole hours the scenario falls in: what compact writes too.
+HOURS = ["--start", "2026-11-20T10:00", "--end", "2026-11-20T12:00"]
+HOURS_MS = (ms("2026-11-20T10:00:00Z"), ms("2026-11-20T12:00:00Z"))
 HOUR = ["--start", "2026-11-20T10:00", "--end", "2026-11-20T11:00"]
+KNOWN = "known"
 
 
 @pytest.fixture(scope="module")
 def world() -> World:
-    return build_world(PLANS)
+    return build_world()
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +56,7 @@ def run(*args: str) -> int:
 @pytest.fixture(scope="module")
 def tables(archive_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tables")
-    assert run("export", str(archive_dir), *HOUR, "--out", str(out), "-q") == 0
+    assert run("export", str(archive_dir), *HOURS, "--out", str(out), "-q") == 0
     return out
 
 
@@ -72,54 +75,129 @@ def truth(world: World, sequence: int) -> tuple[list[db.Level], list[db.Level]]:
     return side(bids), side(asks)
 
 
-def every(start_ms: int, end_ms: int, step_ms: int) -> range:
-    return range(start_ms, end_ms, step_ms)
+def known_spans(world: World) -> list[tuple[int, int]]:
+    return [(start, end) for start, end, reason in world.spans(T0, T_END) if reason == KNOWN]
+
+
+@pytest.fixture(scope="module")
+def known_sequence(world: World) -> Callable[[int], int]:
+    """The sequence of the book at a known instant (World.truth_at's, faster): its anchor's, or
+    the last diff's received by then, whichever is later."""
+    sequences = sorted(world.merged)
+    received = [world.merged[q] for q in sequences]  # merged receipts never go back
+    anchors = sorted(world.anchors, key=lambda a: a.received_ms)
+    anchor_receipts = [a.received_ms for a in anchors]
+
+    def sequence(at_ms: int) -> int:
+        anchor = anchors[bisect.bisect_right(anchor_receipts, at_ms) - 1]
+        index = bisect.bisect_right(received, at_ms)
+        return max(anchor.sequence, sequences[index - 1] if index else 0)
+
+    return sequence
+
+
+def reason_at(spans: list[tuple[int, int, str]], at_ms: int) -> str:
+    index = bisect.bisect_right([start for start, _end, _reason in spans], at_ms) - 1
+    return spans[index][2]
+
+
+def merged(spans: list[db.CoverageSpan]) -> list[tuple[int, int, str]]:
+    """The table's spans as (from, to, "known" or the reason), adjacent ones of one reason
+    merged (the table starts a span at every anchor and every hour)."""
+    out: list[tuple[int, int, str]] = []
+    for span in spans:
+        reason = KNOWN if span.known else span.reason
+        if out and out[-1][1] == span.start_ms and out[-1][2] == reason:
+            out[-1] = (out[-1][0], span.end_ms, reason)
+        else:
+            out.append((span.start_ms, span.end_ms, reason))
+    return out
 
 
 def test_book_changes_replayed_in_duckdb_is_the_markets_book_and_book_at(
-    world: World, archive_dir: Path, con: duckdb.DuckDBPyConnection
+    world: World,
+    archive_dir: Path,
+    con: duckdb.DuckDBPyConnection,
+    known_sequence: Callable[[int], int],
 ) -> None:
+    """At random instants (the reader's walker, the engine of ``book --at``, answers them in
+    one pass) and at the first instant of every known span (``book --at`` itself)."""
     rng = random.Random(3)
-    instants = sorted(rng.randrange(T0, T0 + 5 * 60_000) for _ in range(150))
-    instants += [span.start_ms for span in world.known_spans()]  # each opening block alone
-    known = unknown = 0
-    for at_ms in instants:
-        from_table = db.book_at(con, BOOK, at_ms)
+    instants = sorted(rng.randrange(T0, T_END) for _ in range(300))
+    walker, _stream = book_walker(open_source(archive_dir), BOOK, T0, T_END)
+    answers: list[tuple[int, BookView | UnknownSpan]] = [
+        (at_ms, walker.at(at_ms, depth=None)) for at_ms in instants
+    ]
+    starts = {start for start, _end in known_spans(world)}
+    starts |= {span.start_ms for span in db.coverage(con, BOOK) if span.known}
+    for at_ms in sorted(starts):
         try:
-            view = book_at(archive_dir, BOOK, at_ms, depth=None)
-        except UnknownInstantError:
+            answers.append((at_ms, book_at(archive_dir, BOOK, at_ms, depth=None)))
+        except UnknownInstantError as refused:
+            answers.append((at_ms, refused.span))
+    spans = world.spans(T0, T_END)
+    tables = db.books_at(con, BOOK, [at_ms for at_ms, _view in answers])
+    known = unknown = 0
+    for at_ms, view in answers:
+        from_table = tables.get(at_ms)
+        if isinstance(view, UnknownSpan):
             assert from_table is None, iso(at_ms)
+            assert view.reason == reason_at(spans, at_ms), iso(at_ms)
             unknown += 1
             continue
         assert from_table is not None, iso(at_ms)
-        sequence, bids, asks = from_table
-        assert sequence == view.sequence, iso(at_ms)
-        assert (bids, asks) == truth(world, sequence), iso(at_ms)
+        assert reason_at(spans, at_ms) == KNOWN, iso(at_ms)
+        got_sequence, bids, asks = from_table
+        assert got_sequence == view.sequence == known_sequence(at_ms), iso(at_ms)
+        assert (bids, asks) == truth(world, got_sequence), iso(at_ms)
         assert bids == [(lv.price, lv.amount, lv.orders) for lv in view.bids]
+        assert asks == [(lv.price, lv.amount, lv.orders) for lv in view.asks]
         known += 1
-    assert known > 100 and unknown > 10
+    assert known > 250 and unknown > 40
 
 
 def test_coverage_is_the_generators_spans_and_names_each_hole(
     world: World, con: duckdb.DuckDBPyConnection
 ) -> None:
     spans = db.coverage(con, BOOK)
-    assert spans[0].start_ms == T0 and spans[-1].end_ms == T0 + 3_600_000
+    assert (spans[0].start_ms, spans[-1].end_ms) == HOURS_MS
     assert all(a.end_ms == b.start_ms for a, b in itertools.pairwise(spans))
-    known = [(s.start_ms, s.end_ms) for s in spans if s.known]
-    assert known == [(s.start_ms, s.end_ms) for s in world.known_spans()]
+    assert merged(spans) == world.spans(*HOURS_MS)
+    # Each hour's file covers its hour: a span is cut at 11:00.
+    assert any(span.start_ms == ms("2026-11-20T11:00:00Z") and span.known for span in spans)
     holes = {s.reason for s in spans if not s.known}
-    assert {"sequence_gap", "outage", "not_recorded", "before_first_anchor"} <= holes
-    # The dropped diff and the outages fall inside unknown spans.
-    facts = world.minutes[T0 + 60_000]
-    ((after, _next),) = facts.gaps
-    after_ms = dict(facts.stored)[after]
-    hole = db.span_at(spans, after_ms)
-    assert hole is not None and (hole.known, hole.reason) == (False, "sequence_gap")
-    for minute in (T0 + 120_000, T0 + 240_000):
-        ((cut_ms, _back),) = world.minutes[minute].outages
-        hole = db.span_at(spans, cut_ms)
-        assert hole is not None and (hole.known, hole.reason) == (False, "outage")
+    assert holes == {
+        "not_recorded",
+        "before_first_anchor",
+        "sequence_gap",
+        "outage",
+        "frozen",
+        "crash",
+        "instance_start",
+    }
+    assert {s.reason for s in spans if s.known} == {"stream"}
+
+
+def test_a_chains_last_diff_before_a_gap_is_kept(
+    world: World, con: duckdb.DuckDBPyConnection
+) -> None:
+    spans = merged(db.coverage(con, BOOK))
+    gaps = [
+        (start, before)
+        for (_s, before_end, before), (start, _e, reason) in itertools.pairwise(spans)
+        if reason == "sequence_gap" and before == KNOWN and before_end == start
+    ]
+    assert len(gaps) >= 3  # the dropped diff, the crash, the shutdown before a new instance
+    for start, _before in gaps:
+        last = db.rows(
+            con,
+            "SELECT max(sequence) AS sequence FROM book_changes "
+            "WHERE NOT is_snapshot AND epoch_ms(local_timestamp) = $at",
+            at=start,
+        )
+        # The last diff received before the first missing sequence, at the gap's first instant.
+        stamped = [q for q, received in world.merged.items() if received == start]
+        assert last == [{"sequence": max(stamped)}], iso(start)
 
 
 def test_book_snapshots_are_replay_and_nothing_inside_unknown_spans(
@@ -132,7 +210,7 @@ def test_book_snapshots_are_replay_and_nothing_inside_unknown_spans(
         book=BOOK,
     )
     expected = []
-    for instant in replay(archive_dir, BOOK, T0, T0 + 3_600_000, 1000, depth=25):
+    for instant in replay(archive_dir, BOOK, T0, T_END, 1000, depth=25):
         if instant.view is None:
             continue
         for side, levels in (("bid", instant.view.bids), ("ask", instant.view.asks)):
@@ -148,7 +226,7 @@ def test_book_snapshots_are_replay_and_nothing_inside_unknown_spans(
                 }
                 for number, level in enumerate(levels)
             ]
-    assert len(got) > 4 * 45 * 50
+    assert len(got) > 800 * 50
     assert got == expected
     inside = db.rows(
         con,
@@ -158,17 +236,30 @@ def test_book_snapshots_are_replay_and_nothing_inside_unknown_spans(
     assert inside == [{"n": 0}]
 
 
-def test_quotes_hold_the_markets_best_levels(world: World, con: duckdb.DuckDBPyConnection) -> None:
-    checked = 0
-    for span in world.known_spans():
-        for at_ms in every(span.start_ms, span.end_ms, 97):
-            quote = db.quote_at(con, BOOK, at_ms)
-            assert quote is not None, iso(at_ms)
-            bids, asks = truth(world, world.received_sequence(at_ms, span))
-            assert (quote["bid_price"], quote["bid_amount"], quote["bid_orders"]) == bids[0]
-            assert (quote["ask_price"], quote["ask_amount"], quote["ask_orders"]) == asks[0]
-            checked += 1
-    assert checked > 1000
+def test_quotes_hold_the_markets_best_levels(
+    world: World, con: duckdb.DuckDBPyConnection, known_sequence: Callable[[int], int]
+) -> None:
+    spans = known_spans(world)
+    for start, _end in spans:  # the fast account is the generator's
+        assert known_sequence(start + 500) == world.truth_at(start + 500)[1]
+    instants = [at_ms for start, end in spans for at_ms in range(start, end, 331)]
+    quotes = db.quotes_at(con, BOOK, instants)
+    assert sorted(quotes) == instants  # a quote in force at every known instant
+    books = world.levels_at(known_sequence(at_ms) for at_ms in instants)
+    for at_ms in instants:
+        quote = quotes[at_ms]
+        bids, asks = books[known_sequence(at_ms)]
+        assert (quote["bid_price"], quote["bid_amount"], quote["bid_orders"]) == (
+            Decimal(bids[0][0]),
+            Decimal(bids[0][1]),
+            bids[0][2],
+        ), iso(at_ms)
+        assert (quote["ask_price"], quote["ask_amount"], quote["ask_orders"]) == (
+            Decimal(asks[0][0]),
+            Decimal(asks[0][1]),
+            asks[0][2],
+        ), iso(at_ms)
+    assert len(instants) > 2500
     # One row per change of the best bid or ask, never two alike in a row within a span.
     changes = db.rows(
         con,
@@ -184,18 +275,18 @@ def test_quotes_hold_the_markets_best_levels(world: World, con: duckdb.DuckDBPyC
         if (r["bid_price"], r["bid_amount"], r["ask_price"], r["ask_amount"])
         == (r["pb"], r["ab"], r["pa"], r["aa"])
     ]
-    assert len(changes) > 20 and repeated == []
+    assert len(changes) > 40 and repeated == []
 
 
-def test_trades_are_the_markets_trades_once(world: World, con: duckdb.DuckDBPyConnection) -> None:
+def test_trades_are_every_stored_trade_once(world: World, con: duckdb.DuckDBPyConnection) -> None:
     got = db.rows(
         con,
-        "SELECT tid, epoch_ms(timestamp) AS made, price, amount, taker_side, maker_order, source "
-        "FROM trades WHERE book = $book ORDER BY tid",
+        "SELECT tid, epoch_ms(timestamp) AS made, price, amount, value, taker_side, maker_order, "
+        "source FROM trades WHERE book = $book ORDER BY tid",
         book=BOOK,
     )
-    stored = sorted(t for t in world.stored_tids if T0 <= world.trades[t]["x"] < T0 + 3_600_000)
-    assert [r["tid"] for r in got] == stored
+    stored = world.streamed_tids | world.backfilled_tids
+    assert [r["tid"] for r in got] == sorted(stored)
     for row in got:
         trade = world.trades[row["tid"]]
         side = "buy" if trade["t"] == 0 else "sell"
@@ -205,7 +296,11 @@ def test_trades_are_the_markets_trades_once(world: World, con: duckdb.DuckDBPyCo
             Decimal(trade["a"]),
             side,
         )
-        assert row["maker_order"] == (trade["mo"] if row["source"] == "stream" else None)
+        streamed = row["tid"] in world.streamed_tids
+        assert row["source"] == ("stream" if streamed else "rest")
+        assert (row["maker_order"], row["value"]) == (
+            (trade["mo"], Decimal(trade["v"])) if streamed else (None, None)
+        )
     assert {r["source"] for r in got} == {"stream", "rest"}
 
 
@@ -213,9 +308,10 @@ def test_compact_writes_the_same_files_as_export(
     world: World, tables: Path, tmp_path: Path
 ) -> None:
     root = world.archive.write_local(tmp_path / "archive")
-    compact_hour(root, T0, now=T0 + 3_600_000)
+    for hour in ("2026-11-20T10", "2026-11-20T11"):
+        compact_hour(root, hour, now="2026-11-20T12:05")
     exported = sorted(p.relative_to(tables) for p in tables.rglob("*.parquet"))
-    assert len(exported) == 5
+    assert len(exported) == 10  # five tables, two hours
     for name in exported:
         assert (root / "compacted" / name).read_bytes() == (tables / name).read_bytes(), name
 
@@ -223,8 +319,9 @@ def test_compact_writes_the_same_files_as_export(
 def test_a_range_inside_a_known_span_opens_with_the_book_then(
     world: World, archive_dir: Path, tmp_path: Path
 ) -> None:
-    span = world.known_spans()[0]
-    start = span.start_ms + 12_345
+    start_ms, end_ms = max(known_spans(world), key=lambda span: span[1] - span[0])
+    start = start_ms + 12_345
+    assert start + 20_000 < end_ms
     out = tmp_path / "part"
     args = ["--start", iso(start), "--end", iso(start + 20_000), "--tables", "book_changes"]
     assert run("export", str(archive_dir), *args, "--out", str(out), "-q") == 0

@@ -1,6 +1,7 @@
 """The research tables of an archive the real collector wrote: the functions-framework server as a
 process, the fake Bitso REST server and socket driven by one order-level market
-(bitso_testkit.market), one call with a dropped diff and a cut socket. Every table is exported
+(bitso_testkit.market), one call with a dropped diff and a cut socket (each re-anchors the
+book), cut at its end while the instance keeps the stream. Every table is exported
 with the real command line and read back with DuckDB alone (tests/archive/datasets_duckdb); the
 market's own book and trades are the truth, and ``book --at``, ``replay`` and ``load --top`` must
 agree with the tables.
@@ -31,7 +32,7 @@ from bitso_testkit.market import Exchange
 from tests.archive import datasets_duckdb as db
 from tests.conftest import StartFunction
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 BOOKS = ("btc_mxn", "eth_mxn")
 CALL_SECONDS = 24
 
@@ -78,6 +79,7 @@ class Recorded:
     minute_ms: int
     dropped: tuple[str, int]  # (book, sequence) never sent
     cut_ms: int  # when the socket was cut
+    call_cut_ms: int  # when the call cut the stream: nothing after it is recorded yet
     con: duckdb.DuckDBPyConnection
 
 
@@ -130,6 +132,7 @@ def record(
         minute_ms,
         dropped,
         parse_iso_millis(disconnect["at"]),
+        parse_iso_millis(reply.json()["streams"]["cut_at"]),
         db.connect(tables),
     )
 
@@ -273,7 +276,12 @@ def check_coverage(recorded: Recorded) -> None:
         cut = db.span_at(spans[each], recorded.cut_ms)
         assert cut is not None and (cut.known, cut.reason) == (False, "outage"), each
         assert spans[each][0].start_ms == recorded.minute_ms
-        assert spans[each][-1].end_ms == recorded.minute_ms + 60_000
+        last = spans[each][-1]
+        assert (last.start_ms, last.end_ms, last.reason) == (
+            recorded.call_cut_ms,
+            recorded.minute_ms + 60_000,
+            "not_recorded",
+        )
     inside = db.rows(
         recorded.con,
         "SELECT count(*) AS n FROM book_snapshots s JOIN coverage c ON s.book = c.book "
