@@ -200,6 +200,28 @@ def test_a_chains_last_diff_before_a_gap_is_kept(
         assert last == [{"sequence": max(stamped)}], iso(start)
 
 
+def test_changes_and_quotes_carry_bitsos_time_of_each_diff(
+    world: World, con: duckdb.DuckDBPyConnection
+) -> None:
+    sent = {event.sequence: event.time_ms for event in world.events}
+    changes = db.rows(
+        con,
+        "SELECT DISTINCT sequence, epoch_ms(timestamp) AS sent FROM book_changes "
+        "WHERE NOT is_snapshot",
+    )
+    assert len(changes) > 5000
+    assert all(row["sent"] == sent[row["sequence"]] for row in changes)
+    # An opening block, and its quote, carry the time of the last diff they include: none
+    # when nothing was received after the anchor by then.
+    for table, where in (("book_changes", "WHERE is_snapshot"), ("quotes", "")):
+        found = db.rows(
+            con, f"SELECT DISTINCT sequence, epoch_ms(timestamp) AS sent FROM {table} {where}"
+        )
+        assert len(found) >= 10  # a block at every known span's start (and the quotes)
+        assert all(row["sent"] in (sent[row["sequence"]], None) for row in found), table
+        assert any(row["sent"] is not None for row in found), table  # 11:00, after a freeze
+
+
 def test_book_snapshots_are_replay_and_nothing_inside_unknown_spans(
     archive_dir: Path, con: duckdb.DuckDBPyConnection
 ) -> None:
