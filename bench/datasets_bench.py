@@ -1,9 +1,11 @@
 """Benchmark the research tables (``export``, ``compact``; docs/datasets.md).
 
-Writes one book-hour as the collector records it: btc_mxn's order-level market
-(bitso_testkit.market, 5,000 resting orders) changing 200,000 times while the socket is live
-(0.15 s to 58 s of every minute), each minute anchored at its 5 s slot, every diff and every
-trade stored in the minute's gzip objects. Then:
+Writes one book-hour as the continuous collector records it: btc_mxn's order-level market
+(bitso_testkit.market, 5,000 resting orders) changing 200,000 times in the hour, watched by one
+instance that holds the socket across calls and cuts it at the end of every call (M + 58.5 s;
+each cut's objects hold every message received since the previous one, one object per hour of
+receipt, and its run record says what it covers), anchored every ANCHOR_EVERY_MINUTES (10, the
+collector's default) at the minute's 5 s slot. Then:
 
 - ``export`` of that book-hour, all tables, as a process (start-up included): wall time and
   peak memory; targets under 30 s and under 512 MB on this 2-core machine;
@@ -33,15 +35,23 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from archive_bench import run_cli
+from archive_bench import run_cli, run_record
 
+from bitso_collector.config import DEFAULT_ANCHOR_EVERY_MINUTES
 from bitso_format import (
+    DIFF_ORDERS_CHANNEL,
+    HOUR_MS,
     MINUTE_MS,
+    TRADES_CHANNEL,
+    floor_hour,
     iso_millis,
+    ms_to_datetime,
     parse_iso_millis,
+    run_record_name,
     snapshot_name,
     stream_line,
     stream_name,
@@ -50,7 +60,8 @@ from bitso_testkit.market import Market
 
 BOOK = "btc_mxn"
 HOUR = "2026-11-20T10:00:00.000Z"
-LIVE_FROM_MS, LIVE_TO_MS = 150, 58_000  # the socket of each call (it closes 2 s early)
+ACK_MS = 150  # the first subscription is acknowledged this long after the hour starts
+CUT_MS = 58_500  # each call cuts the stream this long after its minute
 ANCHOR_SLOT_MS, REST_ANSWERS_MS = 5_000, 80
 EXPORT_TARGET_S = 30.0
 EXPORT_TARGET_MB = 512.0
@@ -78,43 +89,69 @@ def _anchor(market: Market, slot_ms: int) -> dict[str, Any]:
     }
 
 
-def write_hour(root: Path, diffs: int, orders: int, seed: int = 17) -> tuple[int, int]:
-    """The book-hour as the collector stores it; (diffs stored, trades stored)."""
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def write_hour(root: Path, diffs: int, orders: int, seed: int = 17) -> tuple[int, int, int]:
+    """The book-hour as the continuous collector stores it, and the first cut of the next
+    hour (it holds the hour's last 1.5 s); (diffs and trades received in the hour, anchors)."""
     hour_ms = parse_iso_millis(HOUR)
     market = Market(BOOK, seed, start_ms=hour_ms - 1000, depth=orders)
-    live_ms = LIVE_TO_MS - LIVE_FROM_MS
-    per_minute = diffs / 60 * MINUTE_MS / live_ms  # changes made, live or not
     rng = random.Random(seed)
-    stored = traded = 0
-    for minute in range(60):
+    step_ms = HOUR_MS / diffs
+    previous_cut = hour_ms + ACK_MS
+    received_ms = index = stored = traded = anchors = 0
+    for minute in range(61):
         minute_ms = hour_ms + minute * MINUTE_MS
-        diff_lines: list[bytes] = []
-        trade_lines: list[bytes] = []
-        anchored = False
-        count = int(per_minute * (minute + 1)) - int(per_minute * minute)
-        for index in range(count):
-            at_ms = minute_ms + index * MINUTE_MS // count
-            if not anchored and at_ms >= minute_ms + ANCHOR_SLOT_MS + 40:
-                anchor = _anchor(market, minute_ms + ANCHOR_SLOT_MS)
-                path = root / snapshot_name("", BOOK, minute_ms + ANCHOR_SLOT_MS)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(_line(anchor))
-                anchored = True
+        cut_ms = minute_ms + CUT_MS
+        slot_ms = minute_ms + ANCHOR_SLOT_MS
+        anchor_due = minute % DEFAULT_ANCHOR_EVERY_MINUTES == 0
+        anchored: list[datetime] = []  # the slot_uses of the run record
+        held: dict[tuple[str, int], list[bytes]] = {}
+        while True:
+            at_ms = hour_ms + int(index * step_ms)
+            # The socket delivers in order, a few milliseconds after the change.
+            arrival = max(received_ms, at_ms + rng.choice((2, 3, 5, 9)))
+            if arrival > cut_ms:
+                break
+            if anchor_due and at_ms >= slot_ms + 40:
+                _write(root / snapshot_name("", BOOK, slot_ms), _line(_anchor(market, slot_ms)))
+                anchor_due = False
+                anchored.append(ms_to_datetime(slot_ms))
             change = market.step(at_ms)
-            if not LIVE_FROM_MS <= at_ms - minute_ms < LIVE_TO_MS:
-                continue
-            received_ms = at_ms + rng.choice((2, 3, 5, 9))
+            index += 1
+            received_ms = arrival
+            if received_ms <= previous_cut:
+                continue  # before the subscription was acknowledged
+            received_hour = floor_hour(received_ms)
+            in_hour = received_hour == hour_ms
             trades = change.trades_message()
+            messages = [(DIFF_ORDERS_CHANNEL, change.diff_message())]
             if trades is not None:
-                trade_lines.append(_line(stream_line(received_ms, trades)))
-                traded += 1
-            diff_lines.append(_line(stream_line(received_ms, change.diff_message())))
-        for channel, lines in (("diff-orders", diff_lines), ("trades", trade_lines)):
-            path = root / stream_name("", channel, BOOK, minute_ms)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(gzip.compress(b"".join(lines), compresslevel=6, mtime=0))
-        stored += len(diff_lines)
-    return stored, traded
+                messages.insert(0, (TRADES_CHANNEL, trades))  # Bitso sends the trade first
+            for channel, message in messages:
+                lines = held.setdefault((channel, received_hour), [])
+                lines.append(_line(stream_line(received_ms, message)))
+            stored += in_hour
+            traded += in_hour and trades is not None
+        objects: dict[str, list[str]] = {TRADES_CHANNEL: [], DIFF_ORDERS_CHANNEL: []}
+        for (channel, object_hour), lines in sorted(held.items()):
+            name = stream_name("", channel, BOOK, object_hour, minute_ms)
+            _write(root / name, gzip.compress(b"".join(lines), compresslevel=6, mtime=0))
+            objects[channel].append(name)
+        anchors += len(anchored)
+        record = run_record(
+            ms_to_datetime(minute_ms),
+            ms_to_datetime(cut_ms),
+            ms_to_datetime(previous_cut),
+            objects,
+            anchored,
+        )
+        _write(root / run_record_name("", minute_ms), _line(record))
+        previous_cut = cut_ms
+    return stored, traded, anchors
 
 
 def _size(paths: list[Path]) -> int:
@@ -177,19 +214,20 @@ def rows_for(root: Path, scratch: Path, diffs: int, orders: int) -> tuple[list[s
     rows: list[str] = []
     archive = root / "archive"
     started = time.perf_counter()
-    stored, traded = write_hour(archive, diffs, orders)
+    stored, traded, anchors = write_hour(archive, diffs, orders)
     rows.append(
         f"| write the book-hour (setup): {stored:,} diffs, {traded:,} trades, {orders:,} "
-        f"orders, 60 anchors | {time.perf_counter() - started:.1f} s | |"
+        f"orders, {anchors} anchors | {time.perf_counter() - started:.1f} s | |"
     )
     end = iso_millis(parse_iso_millis(HOUR) + 60 * MINUTE_MS)
     tables = root / "tables"
-    wall, peak, _out = run_cli(
+    exported = run_cli(
         "export", str(archive), "--start", HOUR, "--end", end, "--out", str(tables), "-q"
     )
-    export_ok = wall < EXPORT_TARGET_S and peak < EXPORT_TARGET_MB
+    export_ok = exported.wall < EXPORT_TARGET_S and exported.peak_mb < EXPORT_TARGET_MB
     rows.append(
-        f"| `export` one book-hour, all tables, process | {wall:.1f} s, {peak:.0f} MB peak | "
+        f"| `export` one book-hour, all tables, process | {exported.wall:.1f} s wall "
+        f"({exported.cpu:.1f} s CPU), {exported.peak_mb:.0f} MB peak | "
         f"< {EXPORT_TARGET_S:.0f} s, < {EXPORT_TARGET_MB:.0f} MB "
         f"{'ok' if export_ok else 'MISSED'} |"
     )
@@ -197,14 +235,18 @@ def rows_for(root: Path, scratch: Path, diffs: int, orders: int) -> tuple[list[s
         files = list((tables / table).rglob("*.parquet"))
         rows.append(f"| of which `{table}` | {_size(files):,} bytes | |")
 
-    wall, peak, _out = run_cli("compact", str(archive), "--start", HOUR, "--end", end, "-q")
+    compacted = run_cli("compact", str(archive), "--start", HOUR, "--end", end, "-q")
     rows.append(
         f"| `compact` the same hour (levels and tables), process: what sizes compact_hour "
-        f"| {wall:.1f} s, {peak:.0f} MB peak | |"
+        f"| {compacted.wall:.1f} s wall ({compacted.cpu:.1f} s CPU), "
+        f"{compacted.peak_mb:.0f} MB peak | |"
     )
 
-    objects = sorted(archive.glob("diff-orders/**/*.ndjson.gz")) + sorted(
-        archive.glob("trades/**/*.ndjson.gz")
+    # The objects of the hour's folder (the first cut of the next hour holds its last 1.5 s:
+    # a few kilobytes left out).
+    hour_folder = HOUR[:13].replace("-", "/").replace("T", "/")
+    objects = sorted(archive.glob(f"diff-orders/{hour_folder}/*.ndjson.gz")) + sorted(
+        archive.glob(f"trades/{hour_folder}/*.ndjson.gz")
     )
     raw = _size(objects)
     ours = _size(
