@@ -66,6 +66,7 @@ ANCHOR_SLOT_MS, REST_ANSWERS_MS = 5_000, 80
 EXPORT_TARGET_S = 30.0
 EXPORT_TARGET_MB = 512.0
 DAYS_A_YEAR = 365
+KNOWN_TARGET = 0.99
 
 
 def _line(obj: Any) -> bytes:
@@ -103,6 +104,7 @@ def write_hour(root: Path, diffs: int, orders: int, seed: int = 17) -> tuple[int
     step_ms = HOUR_MS / diffs
     previous_cut = hour_ms + ACK_MS
     received_ms = index = stored = traded = anchors = 0
+    arrival: int | None = None  # of the next change (drawn once: it may wait for the next cut)
     for minute in range(61):
         minute_ms = hour_ms + minute * MINUTE_MS
         cut_ms = minute_ms + CUT_MS
@@ -112,8 +114,8 @@ def write_hour(root: Path, diffs: int, orders: int, seed: int = 17) -> tuple[int
         held: dict[tuple[str, int], list[bytes]] = {}
         while True:
             at_ms = hour_ms + int(index * step_ms)
-            # The socket delivers in order, a few milliseconds after the change.
-            arrival = max(received_ms, at_ms + rng.choice((2, 3, 5, 9)))
+            if arrival is None:  # the socket delivers in order, a few milliseconds later
+                arrival = max(received_ms, at_ms + rng.choice((2, 3, 5, 9)))
             if arrival > cut_ms:
                 break
             if anchor_due and at_ms >= slot_ms + 40:
@@ -122,7 +124,7 @@ def write_hour(root: Path, diffs: int, orders: int, seed: int = 17) -> tuple[int
                 anchored.append(ms_to_datetime(slot_ms))
             change = market.step(at_ms)
             index += 1
-            received_ms = arrival
+            received_ms, arrival = arrival, None
             if received_ms <= previous_cut:
                 continue  # before the subscription was acknowledged
             received_hour = floor_hour(received_ms)
@@ -172,6 +174,20 @@ def zstd_bytes(objects: list[Path], scratch: Path) -> int | None:
         subprocess.run([zstd, "-19", "-q", "-f", str(raw), "-o", f"{raw}.zst"], check=True)
         total += Path(f"{raw}.zst").stat().st_size
     return total
+
+
+def known_share(tables: Path) -> float:
+    """The share of the hour ``coverage`` says the book was known: the archive is read whole,
+    or the measures above are of a broken one."""
+    import duckdb
+
+    files = f"{tables}/coverage/*/*/*/*/*/*.parquet"
+    ((known, total),) = duckdb.sql(
+        'SELECT sum(epoch_ms("end") - epoch_ms(start)) FILTER (WHERE known), '
+        'sum(epoch_ms("end") - epoch_ms(start)) '
+        f"FROM read_parquet('{files}')"
+    ).fetchall()
+    return float(known or 0) / float(total)
 
 
 def year_of_snapshots(tables: Path, scratch: Path) -> tuple[float, int, int]:
@@ -234,6 +250,12 @@ def rows_for(root: Path, scratch: Path, diffs: int, orders: int) -> tuple[list[s
     for table in ("trades", "book_changes", "book_snapshots", "quotes", "coverage"):
         files = list((tables / table).rglob("*.parquet"))
         rows.append(f"| of which `{table}` | {_size(files):,} bytes | |")
+    known = known_share(tables)
+    known_ok = known >= KNOWN_TARGET
+    rows.append(
+        f"| the hour known (`coverage`; the rest is before the first anchor) | {known:.2%} | "
+        f">= {KNOWN_TARGET:.0%} {'ok' if known_ok else 'MISSED'} |"
+    )
 
     compacted = run_cli("compact", str(archive), "--start", HOUR, "--end", end, "-q")
     rows.append(
@@ -277,7 +299,7 @@ def rows_for(root: Path, scratch: Path, diffs: int, orders: int) -> tuple[list[s
         f"| the same for a year, extrapolated (x{DAYS_A_YEAR}) | {seconds * DAYS_A_YEAR:.0f} s, "
         f"{day_bytes * DAYS_A_YEAR / 1e9:.1f} GB | |"
     )
-    return rows, export_ok and bytes_ok
+    return rows, export_ok and bytes_ok and known_ok
 
 
 def main() -> int:
