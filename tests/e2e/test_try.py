@@ -17,6 +17,7 @@ from bitso_format import (
     MINUTE_MS,
     parse_iso_millis,
     parse_run_record_name,
+    parse_shutdown_record_name,
     parse_snapshot_name,
     parse_stream_name,
 )
@@ -64,8 +65,14 @@ def test_one_minute_lands_and_every_printed_command_works(tmp_path: Path) -> Non
     assert {(s.book, s.channel) for s in streams} == {
         (book, channel) for book in BOOKS for channel in ("trades", "diff-orders")
     }
-    assert all(s.minute_ms == minute_ms for s in streams)
-    diffs = next(s for s in streams if s.book == "btc_mxn" and s.channel == "diff-orders")
+    # The call's cut is named by its minute; what came after it was stored when the command
+    # ended (the instance's shutdown flush, named by its instant and instance, with its record).
+    cuts = [s for s in streams if s.instance is None]
+    assert cuts and all(s.cut_ms == minute_ms for s in cuts)
+    flushed = {s.instance for s in streams if s.instance is not None}
+    shutdowns = [parse_shutdown_record_name(f) for f in files if f.endswith(".shutdown.json")]
+    assert flushed == {s.instance for s in shutdowns if s is not None} and len(flushed) == 1
+    diffs = next(s for s in cuts if s.book == "btc_mxn" and s.channel == "diff-orders")
     assert len(gzip.decompress((data / diffs.name).read_bytes()).splitlines()) > 100
 
     # The commands it printed succeed as printed, from the repository's root.

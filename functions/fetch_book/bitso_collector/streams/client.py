@@ -46,9 +46,12 @@ STOP_WAIT_S = 0.2
 #: The shortest wait for a frame (a zero timeout would not even look at what is buffered).
 MIN_WAIT_S = 0.001
 #: The longest wait for a frame: how often the loop checks that the process kept running.
-TICK_S = 0.1
-#: A gap between two wakes this long means the process was frozen (or starved of CPU).
-FREEZE_MIN_S = 1.0
+TICK_S = 0.05
+#: A gap between two wakes this long means the process was frozen (or starved of CPU): receipt
+#: times may be late by less than this (like network jitter); a longer stall is named `frozen`.
+#: Cloud Run's pause between two calls is often shorter than a second, so a second would miss
+#: most; a quarter second would also catch the CPU quota's own stalls under load.
+FREEZE_MIN_S = 0.5
 
 
 @dataclass(frozen=True)
