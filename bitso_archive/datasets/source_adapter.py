@@ -5,19 +5,20 @@ Every table is built from three things this module asks the reader for, per book
 - **segments**, in time order and covering the range: each a span of time that is known or
   unknown (with the reader's reason), and, where the book can be followed, the book at the
   segment's first instant (:class:`BookState`) and every change after it, level by level
-  (:class:`BookStep`). Hours with diffs follow the continuous stream: the reader's walker
+  (:class:`BookStep`). Hours the diffs tell (some were received, or a cut watched the
+  channel) follow the continuous stream: the reader's walker
   (:func:`bitso_archive.replay.book_walker`) names the spans, and tells each change it makes to
   the book (:class:`bitso_archive.chain.ChainObserver`): each anchor's book as its chain starts,
-  then each diff the chain applies. Hours with none fall back to the REST snapshots, one step per
-  snapshot with the levels that changed since the one before (their span stays unknown: between
-  two snapshots the book is not known).
+  then each diff the chain applies. Other hours (streams off) fall back to the REST snapshots, one
+  step per snapshot with the levels that changed since the one before (their span stays unknown:
+  between two snapshots the book is not known).
 - **trades**, every trade once (the reader merges streamed and backfilled ones).
 - the **books** that have anything recorded in the range.
 
 Only this module imports the reader's stream internals (:mod:`bitso_archive.chain`,
-:mod:`bitso_archive.replay`, :mod:`bitso_archive.orderbook`, :mod:`bitso_archive.trades`); the
-tables see the plain types below, so when the reader changes how it chains the streams, only
-this module changes.
+:mod:`bitso_archive.replay`, :mod:`bitso_archive.orderbook`, :mod:`bitso_archive.stream_records`,
+:mod:`bitso_archive.trades`); the tables see the plain types below, so when the reader changes
+how it chains the streams, only this module changes.
 """
 
 from __future__ import annotations
@@ -49,10 +50,12 @@ from bitso_archive.snapshots import (
     price_levels,
 )
 from bitso_archive.sources import Source
+from bitso_archive.stream_records import RecordIndex
 from bitso_archive.trades import TradesResult, iter_trades
 from bitso_format import (
     DIFF_ORDERS_CHANNEL,
     HOUR_MS,
+    MINUTE_MS,
     REST_SOURCE,
     STREAM_CHANNELS,
     iso_millis,
@@ -68,7 +71,7 @@ STREAM_SOURCE = "stream"
 #: unknown span of an hour with diffs has the reader's reason (bitso_archive.orderbook:
 #: before_first_anchor, sequence_gap, outage, frozen, instance_start, crash, not_recorded).
 KNOWN_FROM_STREAM = "stream"
-#: `reason` of an hour without diffs: only REST snapshots sample the book.
+#: `reason` of an hour the diffs do not tell: only REST snapshots sample the book.
 REST_SNAPSHOTS_ONLY = "rest_snapshots"
 #: `reason` of an hour with neither diffs nor snapshots of the book (the reader's word for it).
 NOTHING_RECORDED = NOT_RECORDED
@@ -148,10 +151,22 @@ def _change(side: int, price: Decimal, level: Level | None) -> LevelChange:
     return LevelChange(_SIDE_NAMES[side], price, level.amount, level.orders)
 
 
-def _has_diffs(source: Source, book: str, hour_ms: int) -> bool:
+#: A cut's record is named by its call's minute (or a flush's instant) and covers up to a
+#: minute before it: the records that may cover an hour are named up to this long after it.
+_RECORDS_AFTER_MS = 2 * MINUTE_MS
+
+
+def _streamed(source: Source, book: str, hour_ms: int, lo: int, hi: int) -> bool:
+    """Whether the diffs of ``book`` tell ``[lo, hi)``: some were received in its hour, or a
+    cut watched the channel then (a quiet book: no diff, the book still known)."""
     for name in source.list_names(stream_hour_dir(DIFF_ORDERS_CHANNEL, hour_ms)):
         parsed = parse_stream_name(name)
         if parsed is not None and parsed.book == book:
+            return True
+    for record in RecordIndex(source, warn=False).read(lo, hi + _RECORDS_AFTER_MS):
+        entry = record.channel(book, DIFF_ORDERS_CHANNEL)
+        covers = entry.covers if entry is not None else None
+        if covers is not None and covers[0] < hi and covers[1] > lo:
             return True
     return False
 
@@ -172,11 +187,11 @@ def book_segments(
     source: Source, book: str, start_ms: int, end_ms: int, corrupt: list[Corrupt] | None = None
 ) -> Iterator[Segment]:
     """The segments of ``book`` covering ``[start_ms, end_ms)`` in time order, an hour at a
-    time: from the streams where the hour has diffs, else from its REST snapshots."""
+    time: from the streams where they tell the hour, else from its REST snapshots."""
     skipped = corrupt if corrupt is not None else []
     for hour_ms in hours_in_range(start_ms, end_ms):
         lo, hi = max(start_ms, hour_ms), min(end_ms, hour_ms + HOUR_MS)
-        if _has_diffs(source, book, hour_ms):
+        if _streamed(source, book, hour_ms, lo, hi):
             yield from _stream_segments(source, book, lo, hi, skipped)
         else:
             yield from _rest_segments(source, book, lo, hi, skipped)
@@ -288,8 +303,8 @@ def _known_segment(log: _ChainLog, span: KnownSpan, gap_follows: bool) -> Segmen
 def _rest_segments(
     source: Source, book: str, lo: int, hi: int, corrupt: list[Corrupt]
 ) -> Iterator[Segment]:
-    """An hour without diffs: its snapshots as one segment, unknown throughout (the book is
-    sampled, not followed), each snapshot a step holding the levels that changed."""
+    """An hour the diffs do not tell: its snapshots as one segment, unknown throughout (the
+    book is sampled, not followed), each snapshot a step holding the levels that changed."""
     snapshots: list[Snapshot] = []
     for item in iter_snapshots(source, list_snapshot_names(source, lo, hi, [book])):
         if isinstance(item, Corrupt):

@@ -209,6 +209,7 @@ def test_only_the_adapter_reads_the_readers_stream_internals() -> None:
             "bitso_archive.chain",
             "bitso_archive.orderbook",
             "bitso_archive.replay",
+            "bitso_archive.stream_records",
             "bitso_archive.trades",
         ]
     }

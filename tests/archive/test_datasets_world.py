@@ -26,7 +26,7 @@ from bitso_archive.orderbook import BookView, UnknownInstantError, UnknownSpan
 from bitso_archive.replay import book_at, book_walker, replay
 from bitso_archive.sources import open_source
 from tests.archive import datasets_duckdb as db
-from tests.archive.helpers import Archive, iso, ms, snapshot
+from tests.archive.helpers import Archive, iso, ms, run_record, snapshot
 from tests.archive.stream_market import BOOK, T0, T_END, World, build_world
 
 #: The whole hours the scenario falls in: what compact writes too.
@@ -423,3 +423,70 @@ def test_hours_without_diffs_fall_back_to_rest_snapshots(tmp_path: Path) -> None
         (Decimal("100"), Decimal("102")),
     ]
     assert not list((out / "book_snapshots").rglob("*.parquet"))  # nothing known, no instant
+
+
+def test_a_quiet_hour_the_stream_watched_is_known_from_its_anchor(tmp_path: Path) -> None:
+    """No diff received all hour, but every cut watched the channel: the book is its anchor's
+    (summed by price), known from the anchor to the last cut, not sampled from REST."""
+    archive = Archive()
+    hour = ms("2026-11-20T10:00:00Z")
+    slot = hour + 5_000
+    bids = [("100", "1"), ("100", "0.25"), ("99", "2")]
+    anchor = snapshot(
+        BOOK,
+        slot,
+        700,
+        [{"price": p, "amount": a, "oid": f"b{i}"} for i, (p, a) in enumerate(bids)],
+        [{"price": "101", "amount": "3", "oid": "a0"}],
+        aggregate=False,
+    )
+    archive.add_snapshot(anchor)
+    archive.add_snapshot(snapshot(BOOK, slot + 10_000, 700))  # an aggregated one, not used
+    covered_from = hour + 150
+    for minute in range(3):
+        minute_ms = hour + minute * 60_000
+        cut = minute_ms + 58_500
+        record = run_record(minute_ms, [BOOK], 12)
+        channel = {
+            "messages": 0,
+            "objects": [],
+            "covers": {"from": iso(covered_from), "to": iso(cut)},
+            "continuous": minute > 0,
+            "unwatched": [],
+        }
+        record["streams"] = {
+            "instance": "0badcafe",
+            "cut_at": iso(cut),
+            "books": {BOOK: {"diff-orders": channel}},
+        }
+        if minute == 0:
+            record["slot_uses"] = [{"book": BOOK, "slot": iso(slot), "use": "anchor"}]
+        archive.add_run(record)
+        covered_from = cut
+    root = archive.write_local(tmp_path / "archive")
+    out = tmp_path / "tables"
+    assert run("export", str(root), *HOUR, "--out", str(out), "-q") == 0
+    con = db.connect(out)
+    received = slot + 183
+    assert merged(db.coverage(con, BOOK)) == [
+        (hour, hour + 150, "not_recorded"),
+        (hour + 150, received, "before_first_anchor"),
+        (received, hour + 2 * 60_000 + 58_500, KNOWN),
+        (hour + 2 * 60_000 + 58_500, hour + 3_600_000, "not_recorded"),
+    ]
+    changes = db.rows(
+        con,
+        "SELECT epoch_ms(local_timestamp) AS at_ms, sequence, is_snapshot, side, price, amount, "
+        "orders, source FROM book_changes ORDER BY side DESC, price DESC",
+    )
+    assert [(r["side"], r["price"], r["amount"], r["orders"]) for r in changes] == [
+        ("bid", Decimal("100"), Decimal("1.25"), 2),
+        ("bid", Decimal("99"), Decimal("2"), 1),
+        ("ask", Decimal("101"), Decimal("3"), 1),
+    ]
+    assert {(r["at_ms"], r["sequence"], r["is_snapshot"], r["source"]) for r in changes} == {
+        (received, 700, True, "stream")
+    }
+    instants = db.rows(con, "SELECT count(DISTINCT timestamp) AS n FROM book_snapshots")
+    whole_seconds = range(-(-received // 1000) * 1000, hour + 2 * 60_000 + 58_500, 1000)
+    assert instants == [{"n": len(whole_seconds)}]
