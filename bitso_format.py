@@ -64,8 +64,6 @@ DIFF_ORDERS_CHANNEL = "diff-orders"
 STREAM_CHANNELS = (TRADES_CHANNEL, DIFF_ORDERS_CHANNEL)
 #: Where a backfilled trade came from, in its stream line.
 REST_SOURCE = "rest"
-#: `compacted_name(..., kind=...)` of the hourly trades files (the books' files have no kind).
-COMPACTED_TRADES_KIND = "trades"
 #: What a slot of the grid was used for, as the run record's `slot_uses` names it: an ordinary
 #: snapshot, an order-level snapshot that anchors the diffs (`aggregate=false`, stored like any
 #: snapshot), or a `GET /v3/trades/` page that fills the socket's holes (no snapshot stored).

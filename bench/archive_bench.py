@@ -274,29 +274,33 @@ def _line(obj: object) -> bytes:
     return (json.dumps(obj, separators=(",", ":")) + "\n").encode()
 
 
-def _run_record(
+def run_record(
     minute: datetime,
     cut: datetime,
     covers_from: datetime,
-    objects: list[str],
+    objects: dict[str, list[str]],
     anchors: list[datetime],
 ) -> dict[str, object]:
-    """A run record with what the reader uses: the cut's cover and the anchor slots."""
-    channel = {
-        "messages": 0,
-        "first_sequence": None,
-        "last_sequence": None,
-        "sequence_gaps": [],
-        "reconnects": 0,
-        "uncovered_ms": 0,
-        "backfilled": 0,
-        "objects": objects,
-        "covers": {"from": _iso(covers_from), "to": _iso(cut)},
-        "first_received": None,
-        "last_received": None,
-        "continuous": True,
-        "unwatched": [],
-    }
+    """A run record with what the reader uses: the cut's cover of each channel (its objects
+    by channel) and the anchor slots."""
+
+    def channel(names: list[str]) -> dict[str, object]:
+        return {
+            "messages": 0,
+            "first_sequence": None,
+            "last_sequence": None,
+            "sequence_gaps": [],
+            "reconnects": 0,
+            "uncovered_ms": 0,
+            "backfilled": 0,
+            "objects": names,
+            "covers": {"from": _iso(covers_from), "to": _iso(cut)},
+            "first_received": None,
+            "last_received": None,
+            "continuous": True,
+            "unwatched": [],
+        }
+
     return {
         "schema_version": 1,
         "minute": minute.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -308,14 +312,14 @@ def _run_record(
             "instance_started_at": _iso(HOUR - timedelta(seconds=1)),
             "cut_at": _iso(cut),
             "frozen": [],
-            "channels": ["diff-orders"],
+            "channels": list(objects),
             "connections": 1,
             "failed_connects": 0,
             "keepalives": 12,
             "ignored": 0,
             "disconnects": [],
             "unacknowledged": [],
-            "books": {BOOK: {"diff-orders": channel}},
+            "books": {BOOK: {name: channel(names) for name, names in objects.items()}},
             "lost": [],
         },
         "slot_uses": [{"book": BOOK, "slot": _iso(a), "use": "anchor"} for a in anchors],
@@ -387,7 +391,7 @@ def write_stream(
                 slots.append(slot)
                 name = f"{BOOK}_{slot:%Y%m%dT%H%M%S}.000Z.json"
                 _write(target / f"{slot:%Y/%m/%d/%H}" / name, anchors[k])
-            record = _run_record(minute, cut, covers_from, names, slots)
+            record = run_record(minute, cut, covers_from, {"diff-orders": names}, slots)
             _write(target / f"_runs/{minute:%Y/%m/%d/%H}/{minute:%Y%m%dT%H%M}Z.json", _line(record))
         archives[every] = target
     return written, archives

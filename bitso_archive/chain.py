@@ -27,6 +27,8 @@ import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Protocol
 
 from bitso_archive.orderbook import (
     AGGREGATED_DEPTH,
@@ -44,6 +46,7 @@ from bitso_archive.orderbook import (
     Diff,
     DriftCheck,
     KnownSpan,
+    Level,
     OrderBook,
     SequenceGap,
     Span,
@@ -202,6 +205,18 @@ def _overlay(
     return sorted(spans, key=lambda s: s.start_ms)
 
 
+class ChainObserver(Protocol):
+    """Told every change the walker makes to its book, for a reader that keeps them all (the
+    research tables): the book as each chain starts from its anchor, then each diff the chain
+    applies with the price levels it changed, as they are after it (None: the level is gone)."""
+
+    def started(self, chain: Chain, book: OrderBook) -> None: ...
+
+    def applied(
+        self, chain: Chain, diff: Diff, levels: list[tuple[int, Decimal, Level | None]]
+    ) -> None: ...
+
+
 class AnchorFeed:
     """Anchors in the order of their slots, each read when first needed (None: unreadable)."""
 
@@ -222,7 +237,7 @@ class BookWalker:
     the last :data:`ANCHOR_LOOKBACK_MS` before the next anchor's slot, however long the range.
 
     ``snapshots`` (aggregated, in slot order) are checked against the book rebuilt at their
-    sequence: ``drift``.
+    sequence: ``drift``. ``observer`` (optional) is told every change made to the book.
     """
 
     def __init__(
@@ -234,6 +249,7 @@ class BookWalker:
         start_ms: int,
         end_ms: int,
         snapshots: Iterable[AggregatedSnapshot] = (),
+        observer: ChainObserver | None = None,
     ) -> None:
         self.book = book
         self.watched = watched
@@ -259,6 +275,7 @@ class BookWalker:
         self._cached: UnknownSpan | None = None
         self._holes = 0  # holes of the watched time when the span was cached
         self._floor: int | None = None
+        self._observer = observer
         self._set_floor()
 
     # -- reading ahead ------------------------------------------------------------------------
@@ -334,6 +351,8 @@ class BookWalker:
         self._last_applied_ms = None
         self._cached = None
         self._check(anchor.sequence)
+        if self._observer is not None:
+            self._observer.started(self._chain, self._book)
         since = anchor.slot_ms - ANCHOR_LOOKBACK_MS
         for diff in self._history:
             if diff.received_ms >= since:
@@ -353,7 +372,10 @@ class BookWalker:
         if chain is None or chain.end is not None or diff.sequence < self._expected:
             return
         if diff.sequence == self._expected:
-            self._book.apply(diff)
+            if self._observer is None:
+                self._book.apply(diff)
+            else:
+                self._observer.applied(chain, diff, self._book.apply_levels(diff))
             self._expected += 1
             self._applied_ms = max(self._applied_ms, diff.received_ms)
             self._last_applied_ms = diff.received_ms

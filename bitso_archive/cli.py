@@ -1,4 +1,4 @@
-"""``python -m bitso_archive {load,gaps,compact,book,replay,trades} SOURCE ...``.
+"""``python -m bitso_archive {load,gaps,compact,book,replay,trades,export,sql,plot} SOURCE ...``.
 
 SOURCE is a local directory or ``gs://bucket[/prefix]``. Times are UTC, ISO 8601
 (``2026-11-24T14:00`` or ``2026-11-24T14:00:00Z``); the end is excluded. Bad
@@ -15,17 +15,21 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from bitso_archive.layout import TimeError, parse_time
 from bitso_archive.output import describe
 from bitso_archive.sources import Source, SourceError, open_source
+from bitso_archive.texttable import text_table
 from bitso_format import (
     BITSO_LIMIT_PER_MINUTE,
     BOOK_PATTERN,
     DEFAULT_COMPACTED_PREFIX,
     DEFAULT_REQUESTS_PER_MINUTE,
+    datetime_to_ms,
     iso_millis,
 )
 
@@ -50,6 +54,11 @@ examples:
       --out trades.csv
   python -m bitso_archive trades data --start 2026-11-24T14:00 --end 2026-11-24T15:00 \\
       --out - | head        (--out -: CSV on stdout, for every command that writes a table)
+  python -m bitso_archive export data --start 2026-11-24T14:00 --end 2026-11-24T15:00 \\
+      --out tables --tables quotes,trades
+  python -m bitso_archive sql tables "SELECT count(*) FROM quotes"
+  python -m bitso_archive plot data --book btc_mxn --start 2026-11-24T14:00 \\
+      --end 2026-11-24T14:10 --out btc.png
 """
 TIME_HELP = "UTC time, ISO 8601, e.g. 2026-11-24T14:00 or 2026-11-24T14:00:00Z"
 OUT_HELP = "file.csv or file.parquet, or - for CSV on stdout"
@@ -136,6 +145,35 @@ def _out_path(text: str) -> Path | None:
     return path
 
 
+def _tables(text: str) -> tuple[str, ...]:
+    from bitso_archive.datasets.tables import check_tables  # noqa: PLC0415
+
+    try:
+        return check_tables(text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _table_depth(text: str) -> int:
+    from bitso_archive.datasets.tables import MAX_DEPTH  # noqa: PLC0415
+
+    if not text.isdigit() or not 1 <= int(text) <= MAX_DEPTH:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is out of range; book_snapshots take a whole number of levels a side "
+            f"from 1 to {MAX_DEPTH}"
+        )
+    return int(text)
+
+
+def _table_every(text: str) -> int:
+    from bitso_archive.datasets.tables import check_every  # noqa: PLC0415
+
+    try:
+        return check_every(_interval(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
 def _png_path(text: str) -> Path:
     path = Path(text)
     if path.suffix.lower() != ".png":
@@ -175,7 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
     )
     sub = parser.add_subparsers(
-        dest="command", required=True, metavar="{load,gaps,compact,book,replay,trades}"
+        dest="command",
+        required=True,
+        metavar="{load,gaps,compact,book,replay,trades,export,sql,plot}",
     )
 
     p_load = sub.add_parser(
@@ -214,9 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_compact = sub.add_parser(
         "compact",
         parents=[common],
-        help="each closed hour in range to one Parquet file per book",
+        help="each closed hour in range to Parquet: the levels and the research tables",
         description="Compact every hour overlapping [start, end), whole, into "
-        "compacted/book=B/year=Y/month=M/day=D/hour=H/*.parquet in the same source.",
+        "compacted/book=B/year=Y/month=M/day=D/hour=H/*.parquet (the snapshots' levels) and "
+        "compacted/<table>/book=B/... (trades, book_changes, book_snapshots, quotes, coverage: "
+        "see export) in the same source, create-only.",
     )
     p_compact.add_argument(
         "--compacted-prefix",
@@ -271,6 +313,64 @@ def build_parser() -> argparse.ArgumentParser:
         "taker_order, source (stream or rest).",
     )
     p_trades.add_argument("--out", type=_out_path, required=True, help=OUT_HELP)
+
+    from bitso_archive.datasets import tables  # noqa: PLC0415 - argparse types need it anyway
+
+    p_export = sub.add_parser(
+        "export",
+        parents=[common],
+        help="the research tables of a range, as Parquet, into a directory",
+        description="Write the tables trades, book_changes, book_snapshots, quotes and coverage "
+        "of [start, end) (the current hour included) into DIR/<table>/book=B/year=Y/month=M/"
+        "day=D/hour=H/B_YYYYMMDDTHH.parquet, one file per table, book and hour, replacing "
+        "those files (see docs/datasets.md). Bad input changes nothing already written.",
+    )
+    p_export.add_argument("--out", type=Path, required=True, help="the directory to write into")
+    p_export.add_argument(
+        "--tables",
+        type=_tables,
+        default=tables.TABLES,
+        help=f"comma-separated tables (default: all: {','.join(tables.TABLES)})",
+    )
+    p_export.add_argument(
+        "--depth",
+        type=_table_depth,
+        default=tables.DEFAULT_DEPTH,
+        help=f"book_snapshots: levels a side (default {tables.DEFAULT_DEPTH})",
+    )
+    p_export.add_argument(
+        "--every",
+        type=_table_every,
+        default=tables.DEFAULT_EVERY_MS,
+        help="book_snapshots: the interval, e.g. 500ms, 1s, 1m (default 1s)",
+    )
+
+    p_sql = sub.add_parser(
+        "sql",
+        parents=[base],
+        help="query the tables in DuckDB, the views already named",
+        description="Run one SQL query (DuckDB) over the tables of an export directory, or of "
+        "an archive's compacted/ (where levels is a view too): the views trades, "
+        "book_changes, book_snapshots, quotes and coverage, each with the partitions book, "
+        "year, month, day and hour. Times in UTC.",
+    )
+    p_sql.add_argument("query", help='e.g. "SELECT count(*) FROM quotes"')
+    p_sql.add_argument("--csv", action="store_true", help="print CSV instead of a text table")
+    p_sql.add_argument(
+        "--compacted-prefix",
+        default=DEFAULT_COMPACTED_PREFIX,
+        help=f"in an archive, the folder of the tables (default {DEFAULT_COMPACTED_PREFIX})",
+    )
+
+    p_plot = sub.add_parser(
+        "plot",
+        parents=[base, span],
+        help="mid, spread and trades of one book over a range, unknown spans shaded, to PNG",
+        description="Draw the mid and the spread of --book from its quotes, its trades on the "
+        "mid, and every span the archive cannot know shaded grey, to a PNG.",
+    )
+    p_plot.add_argument("--book", type=_book, required=True, help="the book, e.g. btc_mxn")
+    p_plot.add_argument("--out", type=_png_path, required=True, help="file.png")
     return parser
 
 
@@ -309,6 +409,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "book": _cmd_book,
             "replay": _cmd_replay,
             "trades": _cmd_trades,
+            "export": _cmd_export,
+            "sql": _cmd_sql,
+            "plot": _cmd_plot,
         }[args.command]
         return command(args, source)
     except KeyboardInterrupt:
@@ -393,15 +496,16 @@ def _cmd_gaps(args: argparse.Namespace, source: Source) -> int:
 
 
 def _cmd_compact(args: argparse.Namespace, source: Source) -> int:
-    from bitso_archive.compact import compact_range  # noqa: PLC0415
+    from bitso_archive.compact import LEVELS_KIND, compact_range  # noqa: PLC0415
 
     result = compact_range(
         source, args.start, args.end, args.books, compacted_prefix=args.compacted_prefix
     )
     for out in result.outputs:
         size = f"{out.bytes:,} bytes" if out.status == "written" else ""
+        what = f"{out.snapshots} snapshots" if out.kind == LEVELS_KIND else out.kind
         print(
-            f"{out.status:8} {out.object}  {out.snapshots} snapshots, {out.rows} rows"
+            f"{out.status:8} {out.object}  {what}: {out.rows} rows"
             f"{', ' + str(len(out.corrupt)) + ' corrupt' if out.corrupt else ''}  {size}".rstrip()
         )
     summary = result.as_dict()
@@ -475,5 +579,75 @@ def _cmd_trades(args: argparse.Namespace, source: Source) -> int:
         result.duplicates,
         result.objects,
         len(result.corrupt),
+    )
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace, source: Source) -> int:
+    from bitso_archive.datasets.export import export  # noqa: PLC0415
+    from bitso_archive.datasets.tables import TableOptions  # noqa: PLC0415
+
+    options = TableOptions(args.tables, args.depth, args.every)
+    result = export(source, args.start, args.end, args.out, args.books, options)
+    for written in result.files:
+        if written.status == "written":
+            log.info(
+                "%s  %s rows, %s bytes", written.object, f"{written.rows:,}", f"{written.bytes:,}"
+            )
+    summary = result.as_dict()
+    print(
+        f"{summary['written']} files written to {args.out} ({summary['rows']:,} rows, "
+        f"{summary['bytes']:,} bytes) for {', '.join(result.books)}; {summary['empty']} tables "
+        f"without rows; {len(result.corrupt)} corrupt objects skipped"
+    )
+    return 0
+
+
+def _cmd_sql(args: argparse.Namespace, source: Source) -> int:
+    from bitso_archive.datasets.sql import query  # noqa: PLC0415
+    from bitso_archive.sources import LocalSource  # noqa: PLC0415
+
+    if not isinstance(source, LocalSource):
+        raise ValueError(
+            f"sql reads local directories, not {source.url}; copy the tables here "
+            "(gcloud storage cp -r) or query them in BigQuery"
+        )
+    result = query(source.root, args.query, args.compacted_prefix)
+    if args.csv:
+        import pyarrow.csv as pacsv  # noqa: PLC0415
+
+        sink = pacsv.CSVWriter(sys.stdout.buffer, result.schema)
+        sink.write_table(result)
+        sink.close()
+        return 0
+    rows = [["" if v is None else _cell(v) for v in row.values()] for row in result.to_pylist()]
+    for line in text_table(result.schema.names, rows, right=set()):
+        print(line)
+    print(f"({result.num_rows} rows)")
+    return 0
+
+
+def _cell(value: Any) -> str:
+    """A value as a researcher reads it: exact decimals without padding zeros, UTC times."""
+    if isinstance(value, Decimal):
+        text = format(value, "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    if isinstance(value, datetime):
+        return iso_millis(datetime_to_ms(value))
+    return str(value)
+
+
+def _cmd_plot(args: argparse.Namespace, source: Source) -> int:
+    from bitso_archive.datasets.plot import plot  # noqa: PLC0415
+
+    drawn = plot(source, args.book, args.start, args.end, args.out)
+    log.info(
+        "%s to %s: %d quotes, %d trades, %d unknown spans (%.1f s)",
+        args.book,
+        drawn.path,
+        drawn.quotes,
+        drawn.trades,
+        drawn.unknown_spans,
+        drawn.unknown_ms / 1000,
     )
     return 0

@@ -1,22 +1,23 @@
-"""``compact``: one hour of JSON snapshots to one Parquet file per book, and its trades.
+"""``compact``: one hour of JSON snapshots to one Parquet file per book, and the research tables.
 
 Output, in the same source, with the columns of
 :data:`bitso_archive.table.PARQUET_SCHEMA` (zstd)::
 
     [PREFIX/]compacted/book=B/year=YYYY/month=MM/day=DD/hour=HH/B_YYYYMMDDTHH.parquet
 
-and, for every book with trades objects in the hour, the trades made in it (every trade once,
-as :mod:`bitso_archive.trades` reads them; ``book`` comes from the path)::
+and, for every book recorded in the hour, the tables ``trades``, ``book_changes``,
+``book_snapshots``, ``quotes`` and ``coverage`` (:mod:`bitso_archive.datasets`, the same code
+as ``export``; ``book`` comes from the path)::
 
-    [PREFIX/]compacted/trades/book=B/year=YYYY/month=MM/day=DD/hour=HH/B_YYYYMMDDTHH.parquet
+    [PREFIX/]compacted/<table>/book=B/year=YYYY/month=MM/day=DD/hour=HH/B_YYYYMMDDTHH.parquet
 
  Idempotent: the name depends only on the book and hour, the bytes only
 on the input, and the write is create-only (an existing file is left alone and
 reported as ``exists``). Only closed hours are compacted, so a file can never
 miss snapshots that were still to come.
 
-This module needs pyarrow but not polars, so the ``compact_hour`` Cloud Function
-stays small.
+This module needs pyarrow but not polars (nor duckdb), so the ``compact_hour`` Cloud
+Function stays small.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bitso_archive.datasets.export import compact_tables
 from bitso_archive.layout import TimeLike, check_books, check_range, hours_in_range, to_ms
 from bitso_archive.snapshots import (
     Corrupt,
@@ -39,18 +41,13 @@ from bitso_archive.snapshots import (
 )
 from bitso_archive.sources import Source, SourceLike, open_source
 from bitso_archive.table import PARQUET_SCHEMA, levels_table
-from bitso_archive.trades import TradesResult, iter_trades, trades_schema, trades_table
 from bitso_format import (
-    COMPACTED_TRADES_KIND,
     DEFAULT_COMPACTED_PREFIX,
     HOUR_MS,
-    TRADES_CHANNEL,
     SnapshotName,
     compacted_name,
     floor_hour,
     iso_hour,
-    parse_stream_name,
-    stream_hour_dir,
 )
 
 log = logging.getLogger("bitso_archive")
@@ -58,7 +55,7 @@ log = logging.getLogger("bitso_archive")
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 READ_BATCH = 256  # snapshots parsed before they become Arrow: bounds memory for full books
 ROW_GROUP_ROWS = 1_000_000
-#: `kind` of a book-hour's levels file in the result (its trades file has COMPACTED_TRADES_KIND).
+#: `kind` of a book-hour's levels file in the result (a table's file has the table's name).
 LEVELS_KIND = "levels"
 
 
@@ -68,7 +65,7 @@ class HourNotClosedError(ValueError):
 
 @dataclass
 class BookHour:
-    """The outcome for one book in one hour: its levels file, or its trades file."""
+    """The outcome for one book in one hour: its levels file, or one table's file."""
 
     book: str
     hour_ms: int
@@ -102,7 +99,9 @@ class CompactResult:
 
     @property
     def corrupt(self) -> list[Corrupt]:
-        return [c for out in self.outputs for c in out.corrupt]
+        """Each object skipped, once (the levels and the tables may both have read it)."""
+        found = {(c.name, c.reason): c for out in self.outputs for c in out.corrupt}
+        return list(found.values())
 
     def count(self, status: str) -> int:
         return sum(1 for out in self.outputs if out.status == status)
@@ -186,29 +185,6 @@ def compact_book_hour(
     return result
 
 
-def compact_trades_hour(src: Source, book: str, hour_ms: int, out_name: str) -> BookHour:
-    """Write the Parquet file of one book-hour's trades unless it exists already."""
-    result = BookHour(book, hour_ms, out_name, "empty", kind=COMPACTED_TRADES_KIND)
-    if src.list_names(out_name):
-        result.status = "exists"
-        return result
-    read = TradesResult()
-    trades = [
-        t for chunk in iter_trades(src, hour_ms, hour_ms + HOUR_MS, [book], read) for t in chunk
-    ]
-    result.corrupt = read.corrupt
-    result.rows = len(trades)
-    if not trades:
-        return result
-    sink = pa.BufferOutputStream()
-    with pq.ParquetWriter(sink, trades_schema(with_book=False), compression="zstd") as writer:
-        writer.write_table(trades_table(trades, with_book=False), row_group_size=ROW_GROUP_ROWS)
-    data = sink.getvalue().to_pybytes()
-    result.bytes = len(data)
-    result.status = "written" if src.write_new(out_name, data, PARQUET_CONTENT_TYPE) else "exists"
-    return result
-
-
 def compact_hour(
     source: SourceLike,
     hour: TimeLike,
@@ -270,20 +246,20 @@ def _compact_one(
         outcome = compact_book_hour(src, book, hour_ms, by_book[book], out_name)
         _log_outcome(outcome, f"{outcome.snapshots} snapshots, ")
         result.outputs.append(outcome)
-    for book in _books_with_trades(src, hour_ms, wanted):
-        out_name = compacted_name(book, hour_ms, compacted_prefix, COMPACTED_TRADES_KIND)
-        outcome = compact_trades_hour(src, book, hour_ms, out_name)
-        _log_outcome(outcome, "trades: ")
-        result.outputs.append(outcome)
-
-
-def _books_with_trades(src: Source, hour_ms: int, wanted: list[str] | None) -> list[str]:
-    found = set()
-    for name in src.list_names(stream_hour_dir(TRADES_CHANNEL, hour_ms)):
-        parsed = parse_stream_name(name)
-        if parsed is not None and (wanted is None or parsed.book in wanted):
-            found.add(parsed.book)
-    return sorted(found)
+    for book, (files, corrupt) in compact_tables(src, hour_ms, wanted, compacted_prefix).items():
+        for number, table in enumerate(files):
+            outcome = BookHour(
+                book,
+                hour_ms,
+                table.object,
+                table.status,
+                rows=table.rows,
+                bytes=table.bytes,
+                corrupt=corrupt if number == 0 else [],  # once per book-hour
+                kind=table.table,
+            )
+            _log_outcome(outcome, f"{table.table}: ")
+            result.outputs.append(outcome)
 
 
 def _log_outcome(outcome: BookHour, what: str) -> None:

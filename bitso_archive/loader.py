@@ -15,7 +15,13 @@ import polars as pl
 import pyarrow as pa
 
 from bitso_archive.layout import TimeLike, check_books, check_range
-from bitso_archive.snapshots import Corrupt, Snapshot, iter_snapshots, list_snapshot_names
+from bitso_archive.snapshots import (
+    Corrupt,
+    Snapshot,
+    iter_snapshots,
+    list_snapshot_names,
+    price_levels,
+)
 from bitso_archive.sources import SourceLike, open_source
 from bitso_archive.table import (
     DECIMAL,
@@ -105,7 +111,8 @@ def load_levels(
     *,
     progress: bool = False,
 ) -> pl.DataFrame:
-    """One row per level: book, slot, received_at, sequence, side, level, price, amount, oid."""
+    """One row per price level: book, slot, received_at, sequence, side, level, price, amount,
+    orders (order-level books are summed by price)."""
     return load(source, start, end, books, progress=progress, top=False).levels
 
 
@@ -156,7 +163,9 @@ TOP_SCHEMA = pa.schema(
 
 
 def top_table(snapshots: Sequence[Snapshot]) -> pa.Table:
-    """One row per snapshot: best bid and ask with their amounts, exact mid and spread."""
+    """One row per snapshot: best bid and ask with their amounts (the level's total, order-level
+    books summed by price), exact mid and spread."""
+    snapshots = [price_levels(snap) for snap in snapshots]
     bids = [s.bids.prices[0] if s.bids.prices else None for s in snapshots]
     asks = [s.asks.prices[0] if s.asks.prices else None for s in snapshots]
     bid_amounts = [s.bids.amounts[0] if s.bids.amounts else None for s in snapshots]

@@ -73,6 +73,7 @@ class Diff(NamedTuple):
     sequence: int
     received_ms: int
     changes: tuple[OrderChange, ...]
+    sent_ms: int | None = None  # Bitso's own time of the message (`sent`), when it has one
 
 
 class RestingOrder(NamedTuple):
@@ -171,6 +172,29 @@ class OrderBook:
     def apply(self, diff: Diff) -> None:
         for change in diff.changes:
             self.change(change)
+
+    def apply_levels(self, diff: Diff) -> list[tuple[int, Decimal, Level | None]]:
+        """Apply ``diff`` and return each price level it changed, as it is now (None: gone),
+        in the order first touched: what a level-by-level feed of the book records."""
+        before: dict[tuple[int, Decimal], tuple[Decimal, int] | None] = {}
+        for change in diff.changes:
+            old = self._orders.get(change.oid)
+            if old is not None:
+                before.setdefault((old[0], old[1]), self._level_state(old[0], old[1]))
+            where = (change.side, change.price)
+            before.setdefault(where, self._level_state(*where))
+            self.change(change)
+        changed = []
+        for (side, price), was in before.items():
+            now = self._level_state(side, price)
+            if now != was:
+                level = Level(price, now[0], now[1]) if now is not None else None
+                changed.append((side, price, level))
+        return changed
+
+    def _level_state(self, side: int, price: Decimal) -> tuple[Decimal, int] | None:
+        held = self._levels[side].get(price)
+        return (held.amount, held.orders) if held is not None else None
 
     def change(self, change: OrderChange) -> None:
         """``open`` (an amount) sets the order; ``cancelled``/``completed`` (None) remove it."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bitso_archive.chain import ANCHOR_LOOKBACK_MS, AnchorFeed, BookWalker
+from bitso_archive.chain import ANCHOR_LOOKBACK_MS, AnchorFeed, BookWalker, ChainObserver
 from bitso_archive.layout import TimeLike, check_books, check_range, to_ms
 from bitso_archive.orderbook import (
     AGGREGATED_DEPTH,
@@ -56,10 +56,12 @@ def book_walker(
     checked: bool = False,
     margin_ms: int = RECORD_MARGIN_MS,
     watch: Callable[[Iterator[Diff]], Iterator[Diff]] | None = None,
+    observer: ChainObserver | None = None,
 ) -> tuple[BookWalker, BookStream]:
     """A walker of ``book`` over ``[start_ms, end_ms)``, starting from the latest anchor
     received at or before ``start_ms``; ``checked``: with the aggregated snapshots to check;
-    ``watch`` sees every merged diff the walker takes."""
+    ``watch`` sees every merged diff the walker takes, ``observer`` every change it makes to
+    the book."""
     records = RecordIndex(source)
     stream = BookStream(source, book, records)
     first = stream.find_anchor(start_ms)
@@ -81,6 +83,7 @@ def book_walker(
         start_ms,
         end_ms,
         stream.aggregated(start_ms, end_ms) if checked else (),
+        observer,
     )
     return walker, stream
 

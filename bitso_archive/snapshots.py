@@ -7,6 +7,7 @@ and a :class:`Corrupt` entry in the result) and skipped, never fatal.
 
 from __future__ import annotations
 
+import decimal
 import gzip
 import itertools
 import json
@@ -17,7 +18,8 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from bitso_archive.layout import hours_in_range
@@ -69,6 +71,9 @@ class Side:
     prices: list[str]
     amounts: list[str]
     oids: list[str | None] | None  # None when no level carries an oid
+    #: Orders at each price, once an order-level side is summed by price (:func:`price_levels`);
+    #: None for a book Bitso aggregated, which does not say.
+    orders: list[int] | None = None
 
 
 @dataclass(slots=True)
@@ -83,6 +88,38 @@ class Snapshot:
     aggregate: bool
     bids: Side
     asks: Side
+
+
+#: Exact sums of amounts: a sum that would need rounding raises instead.
+_EXACT = decimal.Context(prec=80, traps=[decimal.Inexact, decimal.InvalidOperation])
+
+
+def _summed(side: Side, bids: bool) -> Side:
+    totals: dict[Decimal, list[Any]] = {}
+    for price, amount in zip(side.prices, side.amounts, strict=True):
+        level = totals.get(Decimal(price))
+        if level is None:
+            totals[Decimal(price)] = [price, Decimal(amount), 1]
+        else:
+            level[1] = _EXACT.add(level[1], Decimal(amount))
+            level[2] += 1
+    ordered = sorted(totals.items(), reverse=bids)
+    return Side(
+        prices=[text for _p, (text, _a, _n) in ordered],
+        amounts=[format(amount, "f") for _p, (_t, amount, _n) in ordered],
+        oids=None,
+        orders=[count for _p, (_t, _a, count) in ordered],
+    )
+
+
+def price_levels(snap: Snapshot) -> Snapshot:
+    """The snapshot as price levels. An order-level book (``"aggregate": false``: an anchor,
+    or any snapshot with ``BITSO_AGGREGATE=false``) has one entry per order: its orders are
+    summed by price, best first, each level with its order count, so a level is never one
+    order. An aggregated book is returned as it is."""
+    if snap.aggregate:
+        return snap
+    return replace(snap, bids=_summed(snap.bids, bids=True), asks=_summed(snap.asks, bids=False))
 
 
 def decode_body(data: bytes) -> bytes:

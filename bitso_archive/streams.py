@@ -153,8 +153,9 @@ def _change(order: Any) -> OrderChange:
 _SIDES = (BUY, SELL)
 
 
-def _diff_message(line: Any, book: str) -> tuple[int, int, list[Any]]:
-    """(receipt, sequence, payload) of one stored diff-orders line; ValueError if it is not."""
+def _diff_message(line: Any, book: str) -> tuple[int, int, list[Any], int | None]:
+    """(receipt, sequence, payload, Bitso's ``sent`` when it has one) of one stored diff-orders
+    line; ValueError if it is not."""
     parsed = parse_stream_line(line)
     message = parsed.message
     if message is None:
@@ -167,7 +168,9 @@ def _diff_message(line: Any, book: str) -> tuple[int, int, list[Any]]:
     payload = message.get("payload")
     if not isinstance(payload, list):
         raise ValueError("payload is not a list")
-    return parsed.received_ms, sequence, payload
+    sent = message.get("sent")
+    sent_ms = sent if isinstance(sent, int) and not isinstance(sent, bool) else None
+    return parsed.received_ms, sequence, payload, sent_ms
 
 
 def parse_diffs(data: bytes, book: str) -> list[Diff]:
@@ -181,12 +184,12 @@ def parse_diffs(data: bytes, book: str) -> list[Diff]:
     try:
         for number, line in stream_lines(data):
             try:
-                received_ms, sequence, payload = _diff_message(line, book)
+                received_ms, sequence, payload, sent_ms = _diff_message(line, book)
                 changes = tuple(map(_change, payload))
             except ValueError as exc:
                 raise CorruptError(f"line {number}: {exc}") from None
             latest = max(latest, received_ms)
-            append(Diff(sequence, latest, changes))
+            append(Diff(sequence, latest, changes, sent_ms))
     finally:
         if collecting:
             gc.enable()

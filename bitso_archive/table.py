@@ -4,6 +4,10 @@ This is the one place strings become decimals, for ``load`` (via polars) and for
 ``compact`` (Parquet) alike. Arrow's string-to-decimal cast is strict: a value
 with more than 9 decimals or more than 29 integer digits raises
 :class:`DecimalRangeError` instead of being rounded.
+
+Rows are price levels: an order-level book (an anchor, or any ``"aggregate": false``
+snapshot) is summed by price first, with each level's order count
+(:func:`~bitso_archive.snapshots.price_levels`), so ``level`` never ranks single orders.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bitso_archive.snapshots import Snapshot
+from bitso_archive.snapshots import Snapshot, price_levels
 
 PRECISION = 38
 SCALE = 9
@@ -33,7 +37,8 @@ PARQUET_SCHEMA = pa.schema(
         pa.field("level", pa.int32(), nullable=False),
         pa.field("price", DECIMAL, nullable=False),
         pa.field("amount", DECIMAL, nullable=False),
-        pa.field("oid", pa.string(), nullable=True),
+        # Orders at the level; null for a book Bitso aggregated (it does not say).
+        pa.field("orders", pa.int32(), nullable=True),
     ]
 )
 LEVELS_SCHEMA = pa.schema([pa.field("book", pa.string(), nullable=False), *PARQUET_SCHEMA])
@@ -80,8 +85,9 @@ def levels_table(snapshots: Sequence[Snapshot], *, with_book: bool = True) -> pa
     levels: list[int] = []
     prices: list[str] = []
     amounts: list[str] = []
-    oids: list[str | None] = []
+    orders: list[int | None] = []
     origin: list[int] = []  # snapshot index of each row, for error messages only
+    snapshots = [price_levels(snap) for snap in snapshots]  # anchors summed by price
     for index, snap in enumerate(snapshots):
         for side_name, side in (("bid", snap.bids), ("ask", snap.asks)):
             n = len(side.prices)
@@ -95,7 +101,7 @@ def levels_table(snapshots: Sequence[Snapshot], *, with_book: bool = True) -> pa
             levels += range(n)
             prices += side.prices
             amounts += side.amounts
-            oids += side.oids if side.oids is not None else [None] * n
+            orders += side.orders if side.orders is not None else [None] * n
             origin += [index] * n
 
     def row_names() -> list[str]:
@@ -117,7 +123,7 @@ def levels_table(snapshots: Sequence[Snapshot], *, with_book: bool = True) -> pa
         pa.array(levels, pa.int32()),
         price_array,
         amount_array,
-        pa.array(oids, pa.string()),
+        pa.array(orders, pa.int32()),
     ]
     if with_book:
         return pa.Table.from_arrays([pa.array(books, pa.string()), *columns], schema=LEVELS_SCHEMA)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def text_table(headers: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
     """The lines of a table; columns whose index is in ``right`` are right-aligned."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
 
     def line(cells: list[str]) -> str:
         out = [

@@ -323,8 +323,8 @@ def iter_trades(
         yield trades
 
 
-def trades_schema(with_book: bool) -> Any:
-    """The Arrow schema of trades (``book`` comes from the hive path in compacted files)."""
+def trades_schema() -> Any:
+    """The Arrow schema of ``trades --out F.parquet``."""
     import pyarrow as pa  # noqa: PLC0415
 
     from bitso_archive.table import DECIMAL, TIMESTAMP  # noqa: PLC0415
@@ -342,10 +342,10 @@ def trades_schema(with_book: bool) -> Any:
         pa.field("taker_order", pa.string(), nullable=True),
         pa.field("source", pa.string(), nullable=False),
     ]
-    return pa.schema([f for f in fields if with_book or f.name != "book"])
+    return pa.schema(fields)
 
 
-def trades_table(trades: list[Trade], with_book: bool = True) -> Any:
+def trades_table(trades: list[Trade]) -> Any:
     """An Arrow table of ``trades`` with exact decimal128(38, 9) prices, amounts and values."""
     import pyarrow as pa  # noqa: PLC0415
 
@@ -365,7 +365,7 @@ def trades_table(trades: list[Trade], with_book: bool = True) -> Any:
         "taker_order": pa.array([t.taker_order for t in trades], pa.string()),
         "source": pa.array([t.source for t in trades], pa.string()),
     }
-    schema = trades_schema(with_book)
+    schema = trades_schema()
     return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
 
 
@@ -383,7 +383,7 @@ def write_trades(
     if is_parquet(out):
         import pyarrow.parquet as pq  # noqa: PLC0415
 
-        with pq.ParquetWriter(out, trades_schema(True), compression="zstd") as writer:
+        with pq.ParquetWriter(out, trades_schema(), compression="zstd") as writer:
             for chunk in chunks:
                 writer.write_table(trades_table(chunk))
         return result

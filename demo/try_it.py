@@ -79,12 +79,6 @@ def known_instant(archive: Path, data_dir: Path, book: str, minutes: list[int]) 
     return None
 
 
-def has_command(archive: Path, name: str) -> bool:
-    """Whether this `bitso-archive` has the subcommand `name`."""
-    asked = subprocess.run([str(archive), name, "--help"], capture_output=True, check=False)
-    return asked.returncode == 0
-
-
 def next_commands(archive: Path, data_dir: Path, book: str, minutes: list[int]) -> list[str]:
     """The reader's commands for what was collected, ready to paste."""
     exe, data, out = shown(archive), shown(data_dir), shown(output_dir(data_dir))
@@ -114,11 +108,15 @@ def next_commands(archive: Path, data_dir: Path, book: str, minutes: list[int]) 
         "# Every trade once, streamed and backfilled merged:",
         command_line([exe, "trades", data, *span, "--out", f"{out}/trades.csv"]),
     ]
-    export = command_line([exe, "export", data, *span, "--out", f"{out}/export"])
-    if has_command(archive, "export"):
-        lines += ["# Every table for the span, as Parquet:", export]
-    else:
-        lines += ["# Once `export` lands, every table for the span:", f"# {export}"]
+    tables = f"{out}/tables"
+    lines += [
+        "# The research tables (trades, book changes, snapshots, quotes, coverage) as Parquet,",
+        "# then a question to them in DuckDB:",
+        command_line([exe, "export", data, *span, "--out", tables]),
+        command_line(
+            [exe, "sql", tables, "SELECT reason, count(*) AS spans FROM coverage GROUP BY reason"]
+        ),
+    ]
     return lines
 
 

@@ -62,22 +62,21 @@ resource "google_bigquery_table" "order_book_levels" {
   }
 }
 
-# One row per trade, every trade once (streamed and backfilled merged by trade
-# id): tid, created_at, received_at, price, amount, value, taker_side,
-# maker_order, taker_order, source (from the Parquet files compact_hour writes
-# when streams are recorded) plus book, year, month, day, hour (from the hive
-# path). value and the order ids are null for trades backfilled from REST.
-# Typical query:
-#   SELECT created_at, price, amount, taker_side FROM `<trades_table_id output>`
+# The research tables (docs/datasets.md), one external table each over the files
+# compact_hour writes to <compacted_root>/<table>/book=/year=/month=/day=/hour=/:
+# trades, book_changes, book_snapshots, quotes and coverage, with book, year,
+# month, day and hour from the hive path. Every query must name a partition
+# (require_partition_filter), so nobody scans the whole archive by accident:
+#   SELECT local_timestamp, bid_price, ask_price FROM `<project>.bitso_books.quotes`
 #   WHERE book = 'btc_mxn' AND year = 2026 AND month = 11 AND day = 24
-resource "google_bigquery_table" "trades" {
+resource "google_bigquery_table" "datasets" {
   #checkov:skip=CKV_GCP_80:External table: BigQuery stores no rows, only the definition; the Parquet files are encrypted by Cloud Storage.
   #checkov:skip=CKV_GCP_121:The table is only a definition over files in GCS (dropping it loses no data), and deletion protection would make `make destroy` fail.
-  count = var.enable_compaction && var.create_bigquery_trades_table ? 1 : 0
+  for_each = var.enable_compaction && var.create_bigquery_dataset_tables ? local.dataset_tables : {}
 
   dataset_id          = google_bigquery_dataset.archive[0].dataset_id
-  table_id            = var.bigquery_trades_table_id
-  description         = "Bitso trades, every trade once, read from hourly Parquet files."
+  table_id            = each.key
+  description         = each.value
   deletion_protection = false
 
   labels = merge(var.labels, { component = "analytics" })
@@ -85,12 +84,12 @@ resource "google_bigquery_table" "trades" {
   external_data_configuration {
     source_format = "PARQUET"
     autodetect    = true
-    source_uris   = ["${local.compacted_trades_root}/*"]
+    source_uris   = ["${local.compacted_root}/${each.key}/*"]
 
     hive_partitioning_options {
       mode                     = "CUSTOM"
-      source_uri_prefix        = "${local.compacted_trades_root}/{book:STRING}/{year:INTEGER}/{month:INTEGER}/{day:INTEGER}/{hour:INTEGER}"
-      require_partition_filter = var.bigquery_require_partition_filter
+      source_uri_prefix        = "${local.compacted_root}/${each.key}/{book:STRING}/{year:INTEGER}/{month:INTEGER}/{day:INTEGER}/{hour:INTEGER}"
+      require_partition_filter = true
     }
 
     parquet_options {
@@ -98,4 +97,10 @@ resource "google_bigquery_table" "trades" {
       enable_list_inference = false
     }
   }
+}
+
+# The trades table was its own resource before the other tables came: keep it.
+moved {
+  from = google_bigquery_table.trades[0]
+  to   = google_bigquery_table.datasets["trades"]
 }

@@ -42,8 +42,15 @@ locals {
 
   # Where compact_hour writes (it works under OBJECT_PREFIX, like the collector).
   compacted_root = join("/", compact(["gs://${google_storage_bucket.data.name}", var.object_prefix, var.compacted_prefix]))
-  # The hourly trades files: bitso_format.compacted_name(..., kind = COMPACTED_TRADES_KIND).
-  compacted_trades_root = "${local.compacted_root}/trades"
+  # The research tables compact_hour writes beside the levels, each under
+  # <compacted_root>/<table>/ (bitso_archive.datasets.tables.TABLES), with what each holds.
+  dataset_tables = {
+    trades         = "Bitso trades, every trade once (streamed and backfilled merged by trade id), hourly Parquet files."
+    book_changes   = "The order book level by level: each known span opens with the whole book (is_snapshot), then one row per level a diff changed."
+    book_snapshots = "The top 25 levels a side every second the book is known."
+    quotes         = "The best bid and ask, one row whenever either changes."
+    coverage       = "When each book was known: known and unknown spans, with the reason."
+  }
 
   compact_hour_env = {
     GCS_BUCKET       = google_storage_bucket.data.name

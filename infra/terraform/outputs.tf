@@ -74,7 +74,7 @@ output "bigquery_table_id" {
   value       = one([for t in google_bigquery_table.order_book_levels : "${t.project}.${t.dataset_id}.${t.table_id}"])
 }
 
-output "bigquery_trades_table_id" {
-  description = "BigQuery external table over the compacted trades Parquet files, as project.dataset.table (null until create_bigquery_trades_table = true)."
-  value       = one([for t in google_bigquery_table.trades : "${t.project}.${t.dataset_id}.${t.table_id}"])
+output "bigquery_dataset_table_ids" {
+  description = "BigQuery external tables of the research tables, by table, as project.dataset.table (empty until create_bigquery_dataset_tables = true)."
+  value       = { for name, t in google_bigquery_table.datasets : name => "${t.project}.${t.dataset_id}.${t.table_id}" }
 }

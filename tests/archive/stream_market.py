@@ -549,6 +549,7 @@ def _diff_lines(cut: Cut) -> list[dict[str, Any]]:
                 "book": BOOK,
                 "sequence": got.sequence,
                 "payload": got.event.payload,
+                "sent": got.event.time_ms,
             },
         }
         for got in cut.received

@@ -105,9 +105,10 @@ def test_gaps_json_and_png(
 def test_compact_cli(local_archive: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "compact", str(local_archive), *RANGE)
     assert code == 0, err
-    assert "2 written" in out
+    assert "8 written" in out  # per book: levels, book_changes, quotes, coverage
+    assert "book_changes: " in out and "coverage: 1 rows" in out
     code, out, _ = run(capsys, "compact", str(local_archive), *RANGE)
-    assert "0 written, 2 already there" in out
+    assert "0 written, 8 already there" in out
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,8 @@ def test_compacts_the_hour_in_the_body(
     assert resp.status_code == 200, resp.get_data(as_text=True)
     body = resp.get_json()
     assert body["status"] == "ok" and body["hour"] == "2026-11-20T10"
-    assert (body["written"], body["existing"], body["snapshots"]) == (2, 0, 28)
+    # Per book: the levels file, and book_changes, quotes and coverage (no streams here).
+    assert (body["written"], body["existing"], body["snapshots"]) == (2 * 4, 0, 28)
     assert [c["object"] for c in body["corrupt"]] == [CORRUPT_NAME]
     table = pq.read_table(local_archive / BTC_10)
     assert str(table.schema.field("price").type) == "decimal128(38, 9)"
@@ -47,12 +48,12 @@ def test_compacts_the_hour_in_the_body(
     summary = [entry for entry in logs if entry["message"].startswith("compacted")]
     assert len(summary) == 1
     assert summary[0]["severity"] == "WARNING"  # one corrupt object was skipped
-    assert summary[0]["written"] == 2
+    assert summary[0]["written"] == 2 * 4
     assert any(CORRUPT_NAME in entry["message"] for entry in logs)
 
     again = client.post("/", json={"hour": "2026-11-20T10"})
     assert again.status_code == 200
-    assert (again.get_json()["written"], again.get_json()["existing"]) == (0, 2)
+    assert (again.get_json()["written"], again.get_json()["existing"]) == (0, 2 * 4)
 
 
 def test_without_body_compacts_the_hour_before_the_schedule_time(
@@ -99,9 +100,11 @@ def test_compacts_in_gcs(
     client = create_app(target="compact_hour", source=str(MAIN)).test_client()
     resp = client.post("/", json={"hour": "2026-11-20T10"})
     assert resp.status_code == 200, resp.get_data(as_text=True)
-    assert resp.get_json()["written"] == 2
+    assert resp.get_json()["written"] == 2 * 4
     name = "collector/" + BTC_10.replace("compacted/", "pq/")
     assert gcs_bucket.get_blob(name) is not None
+    coverage = name.replace("pq/", "pq/coverage/")
+    assert gcs_bucket.get_blob(coverage) is not None
 
 
 def test_main_imports_no_polars_or_matplotlib() -> None:

@@ -70,7 +70,7 @@ def test_levels_schema_and_exact_decimals(local_archive: Path) -> None:
             "level": pl.Int32,
             "price": DEC,
             "amount": DEC,
-            "oid": pl.String,
+            "orders": pl.Int32,
         }
     )
     rows = levels.to_dicts()
@@ -96,7 +96,7 @@ def test_levels_schema_and_exact_decimals(local_archive: Path) -> None:
     assert rows[0]["book"] == "btc_mxn"
     assert rows[0]["slot"].isoformat() == "2026-11-20T10:00:00+00:00"
     assert rows[0]["received_at"].isoformat() == "2026-11-20T10:00:00.183000+00:00"
-    assert rows[0]["oid"] is None
+    assert rows[0]["orders"] is None  # Bitso's aggregated book does not count orders
 
 
 def test_top_of_book_is_exact(local_archive: Path) -> None:
@@ -235,17 +235,33 @@ def test_value_that_does_not_fit_decimal_38_9_fails_loudly(tmp_path: Path) -> No
     assert levels["price"].to_list()[-1] == Decimal("9" * 29 + "." + "9" * 9)
 
 
-def test_full_book_keeps_oid(tmp_path: Path) -> None:
+def test_order_level_books_are_summed_by_price(tmp_path: Path) -> None:
+    """An anchor (or any aggregate=false snapshot) lists orders; as levels they are summed by
+    price, best first, with their order counts, so level 0 is the whole best level."""
     archive = Archive()
     bids = [
-        {"price": "1.5", "amount": "2", "oid": "abc"},
+        {"price": "1.5", "amount": "0.03703807", "oid": "abc"},
         {"price": "1.4", "amount": "3", "oid": "def"},
+        {"price": "1.5", "amount": "0.00539339", "oid": "jkl"},
     ]
-    asks = [{"price": "1.6", "amount": "2", "oid": "ghi"}]
+    asks = [
+        {"price": "1.6", "amount": "2", "oid": "ghi"},
+        {"price": "1.6", "amount": "1", "oid": "x"},
+    ]
     archive.add_snapshot(snapshot("btc_mxn", T10, 1, bids=bids, asks=asks, aggregate=False))
+    archive.add_snapshot(snapshot("btc_mxn", T10 + 1000, 2))  # aggregated by Bitso
     archive.write_local(tmp_path)
-    levels = load_levels(tmp_path, "2026-11-20T10:00", "2026-11-20T10:01")
-    assert levels["oid"].to_list() == ["abc", "def", "ghi"]
+    result = load(tmp_path, "2026-11-20T10:00", "2026-11-20T10:01")
+    anchor = result.levels.filter(pl.col("sequence") == 1)
+    assert anchor.select("side", "level", "price", "amount", "orders").rows() == [
+        ("bid", 0, Decimal("1.5"), Decimal("0.04243146"), 2),
+        ("bid", 1, Decimal("1.4"), Decimal("3"), 1),
+        ("ask", 0, Decimal("1.6"), Decimal("3"), 2),
+    ]
+    assert result.levels.filter(pl.col("sequence") == 2)["orders"].null_count() == 6
+    top = result.top.row(0, named=True)
+    assert (top["best_bid"], top["best_bid_amount"]) == (Decimal("1.5"), Decimal("0.04243146"))
+    assert (top["best_ask"], top["best_ask_amount"]) == (Decimal("1.6"), Decimal("3"))
 
 
 def test_empty_range_gives_empty_typed_frames(local_archive: Path) -> None:

@@ -559,14 +559,15 @@ def test_compact_writes_the_hours_trades_beside_the_books(world: World, tmp_path
     root = world.archive.write_local(tmp_path / "data")
     result = compact_hour(root, "2026-11-20T10", now="2026-11-20T11:05")
     outputs = {o["object"]: o for o in result.as_dict()["outputs"]}
-    assert set(outputs) == {LEVELS_10, TRADES_10}
+    tables = ("trades", "book_changes", "book_snapshots", "quotes", "coverage")
+    assert set(outputs) == {LEVELS_10} | {TRADES_10.replace("/trades/", f"/{t}/") for t in tables}
     assert (outputs[TRADES_10]["kind"], outputs[TRADES_10]["status"]) == ("trades", "written")
     assert outputs[LEVELS_10]["kind"] == "levels"
     table = pq.read_table(root / TRADES_10)
     assert table.schema.names == [
         "tid",
-        "created_at",
-        "received_at",
+        "timestamp",
+        "local_timestamp",
         "price",
         "amount",
         "value",
@@ -585,7 +586,7 @@ def test_compact_writes_the_hours_trades_beside_the_books(world: World, tmp_path
     assert outputs[TRADES_10]["rows"] == len(stored)
     first = (root / TRADES_10).read_bytes()
     again = compact_hour(root, "2026-11-20T10", now="2026-11-20T11:05").as_dict()
-    assert (again["written"], again["existing"]) == (0, 2)
+    assert (again["written"], again["existing"]) == (0, 1 + len(tables))
     (root / TRADES_10).unlink()
     compact_hour(root, "2026-11-20T10", now="2026-11-20T11:05")
     assert (root / TRADES_10).read_bytes() == first  # the same input gives the same bytes

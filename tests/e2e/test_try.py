@@ -84,10 +84,12 @@ def test_one_minute_lands_and_every_printed_command_works(tmp_path: Path) -> Non
     assert rebuilt["book"] == "btc_mxn" and rebuilt["bids"] and rebuilt["asks"]
     assert minute_ms <= parse_iso_millis(at) < minute_ms + MINUTE_MS
 
-    for command in ("gaps", "replay", "trades"):
+    results = {}
+    for command in ("gaps", "replay", "trades", "export", "sql"):
         args = printed(done.stdout, command)
-        result = run(args)
-        assert result.returncode == 0, f"{shlex.join(args)}:\n{result.stderr}"
+        results[command] = run(args)
+        assert results[command].returncode == 0, f"{shlex.join(args)}:\n{results[command].stderr}"
+    assert "stream" in results["sql"].stdout  # the tables know the book for most of the minute
     out = data.parent / "try-data-out"
     with (out / "replay-btc_mxn.csv").open() as replay:
         rows = list(csv.DictReader(replay))

@@ -176,7 +176,7 @@ REQUIRED_OUTPUTS = {
     "add_bitso_secret_versions",
     "read_logs",
     "bigquery_table_id",
-    "bigquery_trades_table_id",
+    "bigquery_dataset_table_ids",
 }
 
 
@@ -874,29 +874,33 @@ def test_bigquery_external_table(tf: dict[str, Any]) -> None:
     assert expr(dataset["location"]) == "var.region"
 
 
-def test_bigquery_trades_table_reads_only_the_trades_files(tf: dict[str, Any]) -> None:
-    from bitso_format import COMPACTED_TRADES_KIND, compacted_name
+def test_bigquery_dataset_tables_read_only_their_own_files(tf: dict[str, Any]) -> None:
+    from bitso_archive.datasets.tables import TABLES, table_object
+    from bitso_format import compacted_name
 
-    table = resources_of(tf, "google_bigquery_table")["trades"]
-    assert expr(table["count"]) == (
-        "var.enable_compaction && var.create_bigquery_trades_table ? 1 : 0"
+    table = resources_of(tf, "google_bigquery_table")["datasets"]
+    assert expr(table["for_each"]) == (
+        "var.enable_compaction && var.create_bigquery_dataset_tables ? local.dataset_tables : {}"
     )
-    assert expr(table["table_id"]) == "var.bigquery_trades_table_id"
-    assert tf["variable"]["create_bigquery_trades_table"]["default"] is False
-    assert tf["variable"]["bigquery_trades_table_id"]["default"] == '"trades"'
+    assert set(tf["locals"]["dataset_tables"]) == set(TABLES)  # one per table compact writes
+    assert expr(table["table_id"]) == "each.key"
+    assert tf["variable"]["create_bigquery_dataset_tables"]["default"] is False
     config = block(table, "external_data_configuration")
     assert (unquote(config["source_format"]), config["autodetect"]) == ("PARQUET", True)
-    # The trades root is where compact_hour puts compacted_name(..., kind=COMPACTED_TRADES_KIND).
-    trades_root = unquote(tf["locals"]["compacted_trades_root"])
-    assert trades_root == "${local.compacted_root}/" + COMPACTED_TRADES_KIND
-    (trades_uri,) = [unquote(u) for u in config["source_uris"]]
-    assert trades_uri == "${local.compacted_trades_root}/*"
+    (table_uri,) = [unquote(u) for u in config["source_uris"]]
+    assert table_uri == "${local.compacted_root}/${each.key}/*"
     hive = block(config, "hive_partitioning_options")
     assert unquote(hive["source_uri_prefix"]) == (
-        "${local.compacted_trades_root}/"
+        "${local.compacted_root}/${each.key}/"
         "{book:STRING}/{year:INTEGER}/{month:INTEGER}/{day:INTEGER}/{hour:INTEGER}"
     )
-    assert expr(hive["require_partition_filter"]) == "var.bigquery_require_partition_filter"
+    assert hive["require_partition_filter"] is True  # no query scans the archive by accident
+    # The trades table keeps its state from when it was a resource of its own.
+    (moved,) = tf["raw"]["bigquery.tf"]["moved"]
+    assert (expr(moved["from"]), expr(moved["to"])) == (
+        "google_bigquery_table.trades[0]",
+        'google_bigquery_table.datasets["trades"]',
+    )
     # Each table's files, and only those, match its URI (one wildcard, as BigQuery allows).
     levels_config = block(
         resources_of(tf, "google_bigquery_table")["order_book_levels"],
@@ -904,15 +908,12 @@ def test_bigquery_trades_table_reads_only_the_trades_files(tf: dict[str, Any]) -
     )
     (levels_uri,) = [unquote(u) for u in levels_config["source_uris"]]
     hour = 1_795_168_800_000
-    names = {
-        "levels": "ROOT/" + compacted_name("btc_mxn", hour, ""),
-        "trades": "ROOT/" + compacted_name("btc_mxn", hour, "", COMPACTED_TRADES_KIND),
-    }
-    globs = {
-        "levels": levels_uri.replace("${local.compacted_root}", "ROOT"),
-        "trades": trades_uri.replace("${local.compacted_trades_root}", trades_root).replace(
-            "${local.compacted_root}", "ROOT"
-        ),
+    names = {"levels": "ROOT/" + compacted_name("btc_mxn", hour, "")}
+    names |= {name: "ROOT/" + table_object(name, "btc_mxn", hour) for name in TABLES}
+    globs = {"levels": levels_uri.replace("${local.compacted_root}", "ROOT")}
+    globs |= {
+        name: table_uri.replace("${local.compacted_root}", "ROOT").replace("${each.key}", name)
+        for name in TABLES
     }
     for kind, glob in globs.items():
         assert glob.count("*") == 1
