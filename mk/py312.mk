@@ -9,7 +9,8 @@ STAMP312 := $(VENV312)/.installed
 # are not installed here), the end-to-end tests that read back with it, and the Terraform checks;
 # and but the slow tests (3 s or more of real time each), which ran on 3.11 through the same code.
 PY312_TESTS := --ignore=tests/archive --ignore=tests/e2e/test_round_trip.py \
-	--ignore=tests/e2e/test_streams_read_back.py --ignore=tests/e2e/test_try.py --ignore=tests/infra
+	--ignore=tests/e2e/test_streams_read_back.py --ignore=tests/e2e/test_try.py \
+	--ignore=tests/e2e/test_datasets_collector.py --ignore=tests/infra
 
 .PHONY: test-py312 test-py312-if-found
 
