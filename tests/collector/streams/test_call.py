@@ -69,8 +69,9 @@ class Call:
                 CallOptions(schedule_time=self.minute, duration_seconds=seconds)
             ).to_json()
             self.took = time.monotonic() - started
-            collector.shutdown()
+            # The call's log lines; the instance's shutdown flush (after them) logs its own.
             self.log = [json.loads(line) for line in log.getvalue().splitlines()]
+            collector.shutdown()
         jsonschema.validate(record, RUN_RECORD)
         return record
 
