@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from bitso_archive.layout import with_slash
-from bitso_format import write_new_file
+from bitso_format import BUCKET_PATTERN, write_new_file
 
 GCS_SCHEME = "gs://"
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -227,7 +226,7 @@ def parse_gcs_url(spec: str) -> tuple[str, str]:
     """``gs://bucket/a/b`` -> ``("bucket", "a/b")``; raises :class:`SourceError`."""
     rest = spec[len(GCS_SCHEME) :]
     bucket, _, prefix = rest.partition("/")
-    if not _BUCKET_RE.match(bucket):
+    if not BUCKET_PATTERN.fullmatch(bucket):
         raise SourceError(
             f"{spec!r} has no valid bucket name; use gs://bucket or gs://bucket/prefix"
         )
