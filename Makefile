@@ -45,8 +45,7 @@ lint: $(STAMP) tf-lint ## ruff check and format, mypy, terraform fmt -check (whe
 #    the tests mostly wait, on servers and on real time, so more workers than cores pay off;
 # 2. the end-to-end tests, which check when things happen to within a second (slot starts,
 #    lateness), two at a time, beside nothing else;
-# 3. the serial tests, which check timing to tens of milliseconds: beside nothing but each
-#    other, two modules at a time, each module's one after another.
+# 3. the serial tests, which check timing to tens of milliseconds: one at a time, beside nothing.
 # The longest start first, each slow test on its own, the rest of a module together
 # (tests/conftest.py).
 TEST_WORKERS ?= 4
@@ -66,7 +65,7 @@ test-steps:
 	@$(MAKE) --no-print-directory lint docs
 	$(BIN)/pytest -n $(TEST_WORKERS) $(PARALLEL) -m "not ($(TIMED)) and not serial"
 	$(BIN)/pytest -n 2 $(PARALLEL) -m "$(TIMED) and not serial"
-	$(BIN)/pytest -n 2 $(PARALLEL) -m serial
+	$(BIN)/pytest -m serial
 	@$(MAKE) --no-print-directory test-py312-if-found
 
 test-fast: $(STAMP) ## The unit tests: no lint, no end-to-end, slow or Terraform tests (about a minute)

@@ -30,6 +30,7 @@ DEFAULT_REQUESTS_PER_MINUTE = 59
 
 SNAPSHOT_SCHEMA_VERSION = 1
 RUN_RECORD_SCHEMA_VERSION = 1
+SHUTDOWN_RECORD_SCHEMA_VERSION = 1
 #: The fields of a stored snapshot, in the order they are written.
 SNAPSHOT_FIELDS = (
     "schema_version",

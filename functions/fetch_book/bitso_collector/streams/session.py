@@ -13,7 +13,12 @@ import json
 import threading
 import uuid
 
-from bitso_format import seconds_to_ms, shutdown_record_name, stream_name
+from bitso_format import (
+    SHUTDOWN_RECORD_SCHEMA_VERSION,
+    seconds_to_ms,
+    shutdown_record_name,
+    stream_name,
+)
 from bitso_logs import JsonLogger
 
 from ..clock import Clock
@@ -30,8 +35,6 @@ from .client import (
 from .state import Cut, StreamState
 from .summary import ChannelSummary, LostObject, StreamsSummary
 from .writer import NamedObject, ObjectResult, StreamWriter
-
-SHUTDOWN_SCHEMA_VERSION = 1
 
 
 def new_instance_id() -> str:
@@ -130,7 +133,7 @@ class StreamSession:
         pending.start(finish_by, parallel=False)
         summary = pending.summary()
         record = {
-            "schema_version": SHUTDOWN_SCHEMA_VERSION,
+            "schema_version": SHUTDOWN_RECORD_SCHEMA_VERSION,
             "kind": "shutdown",
             "instance": self.instance,
             "at": summary.to_json()["cut_at"],
