@@ -10,7 +10,6 @@ agree with the tables.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,10 +30,9 @@ from bitso_testkit.fake_ws import FakeBitsoWs
 from bitso_testkit.market import Exchange
 from tests.archive import datasets_duckdb as db
 from tests.conftest import StartFunction
+from tests.e2e.faulty_minute import BOOKS, record_faulty_minute
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-BOOKS = ("btc_mxn", "eth_mxn")
-CALL_SECONDS = 24
 
 
 @pytest.fixture
@@ -90,35 +88,7 @@ def record(
     tmp_path: Path,
 ) -> Recorded:
     rest, socket = fakes
-    server = start_function(
-        {
-            "BITSO_BOOKS": ",".join(BOOKS),
-            "BITSO_API_URL": rest.url,
-            "BITSO_WS_URL": socket.url,
-            "STREAMS": "trades,diff-orders",
-        }
-    )
-    minute = server.new_minute(-0.3)
-    assert server.clock is not None
-    shift = server.clock.now() - time.time()
-    socket.clock = lambda: time.time() + shift  # the socket stamps messages with that clock
-    replies: list[Any] = []
-    call = threading.Thread(
-        target=lambda: replies.append(
-            server.call({"duration_seconds": CALL_SECONDS}, minute_start=minute, timeout=90)
-        )
-    )
-    call.start()
-    while socket.clock() < minute + 8:
-        time.sleep(0.05)
-    socket.drop_diffs(1, "btc_mxn")
-    while socket.clock() < minute + 15:
-        time.sleep(0.05)
-    socket.refuse(0.5)
-    socket.cut()
-    call.join()
-    (reply,) = replies
-    assert reply.status_code == 200, reply.text
+    server, minute, reply = record_faulty_minute(start_function, rest, socket)
     (disconnect,) = reply.json()["streams"]["disconnects"]
     (dropped,) = socket.stats.dropped
     minute_ms = seconds_to_ms(minute)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -27,10 +26,9 @@ from bitso_testkit.fake_bitso import FakeBitso
 from bitso_testkit.fake_ws import FakeBitsoWs
 from bitso_testkit.market import Exchange
 from tests.conftest import StartFunction
+from tests.e2e.faulty_minute import BOOKS, record_faulty_minute
 
 pytestmark = pytest.mark.e2e
-BOOKS = ("btc_mxn", "eth_mxn")
-CALL_SECONDS = 24
 
 
 @pytest.fixture
@@ -77,35 +75,7 @@ def test_reading_back_what_the_collector_recorded_of_the_fake_market(
     tmp_path: Path,
 ) -> None:
     rest, socket = fakes
-    server = start_function(
-        {
-            "BITSO_BOOKS": ",".join(BOOKS),
-            "BITSO_API_URL": rest.url,
-            "BITSO_WS_URL": socket.url,
-            "STREAMS": "trades,diff-orders",
-        }
-    )
-    minute = server.new_minute(-0.3)
-    assert server.clock is not None
-    shift = server.clock.now() - time.time()
-    socket.clock = lambda: time.time() + shift  # the socket stamps messages with that clock
-    replies: list[Any] = []
-    call = threading.Thread(
-        target=lambda: replies.append(
-            server.call({"duration_seconds": CALL_SECONDS}, minute_start=minute, timeout=90)
-        )
-    )
-    call.start()
-    while socket.clock() < minute + 8:
-        time.sleep(0.05)
-    socket.drop_diffs(1, "btc_mxn")
-    while socket.clock() < minute + 15:
-        time.sleep(0.05)
-    socket.refuse(0.5)
-    socket.cut()
-    call.join()
-    (reply,) = replies
-    assert reply.status_code == 200, reply.text
+    server, minute, reply = record_faulty_minute(start_function, rest, socket)
     record = reply.json()
     minute_ms = seconds_to_ms(minute)
     [(_book, dropped)] = socket.stats.dropped
