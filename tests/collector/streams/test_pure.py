@@ -204,7 +204,7 @@ def test_a_lost_connection_re_anchors_and_backfills_since_the_last_trade_held() 
     planner.anchored(planner.use_for("btc_mxn", now), stored=True, at_ms=now)
     backfill = planner.use_for("btc_mxn", now)
     planner.backfilled(backfill, choose([], TradesWindow(0), set()))
-    planner.held("btc_mxn", [10, 12, 11])
+    assert all(planner.streamed("btc_mxn", (tid,)) for tid in (10, 11, 12))
     planner.forget_held()
     assert planner.held_tids("btc_mxn") == {12}  # bounded: only the newest is still needed
     planner.down("btc_mxn", "diff-orders", now + 5000)
@@ -389,6 +389,50 @@ def test_the_state_turns_messages_into_lines_counts_and_the_record_part() -> Non
     assert [json.loads(x)["message"]["sequence"] for x in lines] == [10, 11, 13]
     assert json.loads(lines[0])["received_at"] == "2026-11-24T10:15:01.000Z"
     assert state.cut(start + 3601).objects == {}  # every line handed over exactly once
+
+
+def test_a_trade_backfilled_before_the_socket_delivered_it_is_stored_once() -> None:
+    """A trade made just before a backfill's page was served can reach the socket after the
+    page: the socket's copy is counted as `repeated`, not stored again, across a cut too."""
+    start = MINUTE_MS / 1000
+    clock = ShiftedClock(start - time.time())
+    state = StreamState(["btc_mxn"], ("trades",), EVERY_MS, clock)
+    state.acknowledged("btc_mxn", "trades", start)
+
+    def trade(tid: int) -> Any:
+        text = {"type": "trades", "book": "btc_mxn", "payload": [{"i": tid}]}
+        return classify(json.dumps(text), ("trades",))
+
+    def stored(cut: Any) -> list[tuple[str, int]]:
+        lines = [
+            json.loads(x)
+            for o in cut.objects.values()
+            for x in gzip.decompress(o.finish()).splitlines()
+        ]
+        return [
+            ("rest", x["trade"]["tid"])
+            if "trade" in x
+            else ("stream", x["message"]["payload"][0]["i"])
+            for x in lines
+        ]
+
+    backfill = state.use_for("btc_mxn")
+    assert backfill.use is SlotUse.TRADES_BACKFILL
+    state.received(trade(20), start + 1.0)
+    state.backfilled(backfill, page([22, 21, 20, 19], MINUTE_MS - 1000), start + 1.5)
+    state.received(trade(21), start + 1.6)
+    first = state.cut(start + 2.0)
+    state.received(trade(22), start + 2.1)  # after the cut: still known as backfilled
+    state.received(trade(23), start + 2.2)
+    second = state.cut(start + 3.0)
+    assert stored(first) == [("stream", 20), ("rest", 22), ("rest", 21), ("rest", 19)]
+    assert stored(second) == [("stream", 23)]
+    assert first.channels[("btc_mxn", "trades")].repeated == 1
+    assert second.channels[("btc_mxn", "trades")].repeated == 1
+    assert second.channels[("btc_mxn", "trades")].messages == 1
+    assert state.use_for("btc_mxn").use is SlotUse.SNAPSHOT  # the window was covered
+    state.cut(start + 4.0)
+    assert state._planner.held_tids("btc_mxn") == {23}  # the socket passed the backfill
 
 
 def test_a_line_and_a_cut_that_race_still_fall_on_the_right_side_of_cut_at() -> None:

@@ -43,6 +43,8 @@ class _Book:
     backfill_in_flight: bool = False
     held: set[int] = field(default_factory=set)
     last_tid: int | None = None
+    #: The newest trade id the socket delivered: backfilled trades after it may still come.
+    streamed_tid: int | None = None
 
 
 class SlotPlanner:
@@ -88,12 +90,28 @@ class SlotPlanner:
         if state.held:
             state.last_tid = max(state.held)
 
+    def streamed(self, book: str, tids: tuple[int, ...]) -> bool:
+        """Trades the socket delivered; False when a backfill already stored every one of them
+        (its REST page came before the socket's message), so the message is not stored again."""
+        state = self._books[book]
+        newest = max(tids)
+        if state.streamed_tid is None or newest > state.streamed_tid:
+            state.streamed_tid = newest
+        if all(tid in state.held for tid in tids):
+            return False
+        self.held(book, tids)
+        return True
+
     def forget_held(self) -> None:
         """At a cut: a book that owes no backfill keeps only its newest trade id (the next
-        window starts after it), so memory stays bounded however long the instance lives."""
+        window starts after it) and the backfilled ones the socket has not passed yet, so memory
+        stays bounded however long the instance lives."""
         for state in self._books.values():
             if state.owed is None and not state.backfill_in_flight:
-                state.held = {state.last_tid} if state.last_tid is not None else set()
+                passed = -1 if state.streamed_tid is None else state.streamed_tid
+                state.held = {tid for tid in state.held if tid > passed}
+                if state.last_tid is not None:
+                    state.held.add(state.last_tid)
 
     @staticmethod
     def _owe(state: _Book, window: TradesWindow) -> None:

@@ -122,14 +122,15 @@ class StreamState:
                     self._ignored += 1
             return
         with self._lock:
+            if item.trade_ids and not self._planner.streamed(key[0], item.trade_ids):
+                self._tallies[key].repeated += 1
+                return
             at = self._stamp(at)
             data = encode_line(stream_line(seconds_to_ms(at), item.message))
             self._object(key, at).add_encoded(data)
             gap = self._tallies[key].received(at, item.sequence)
             if item.channel == DIFF_ORDERS and gap is not None:
                 self._planner.gap(key[0])
-            elif item.trade_ids:
-                self._planner.held(key[0], item.trade_ids)
 
     def _stamp(self, at: float) -> float:
         """The receipt time a line is stored with (lock held): a time read before a cut that

@@ -35,6 +35,7 @@ class ChannelSummary:
             "reconnects": cut.reconnects,
             "uncovered_ms": cut.uncovered_ms,
             "backfilled": cut.backfilled,
+            "repeated": cut.repeated,
             "objects": list(self.objects),
             "covers": None if cut.covers is None else _span(*cut.covers),
             "first_received": _iso(cut.first_received),

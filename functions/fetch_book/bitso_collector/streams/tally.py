@@ -36,6 +36,8 @@ class ChannelCut:
     sequence_gaps: tuple[SequenceGap, ...]
     reconnects: int
     backfilled: int
+    #: Trades messages not stored because a backfill had stored all their trades already.
+    repeated: int
     #: The receipt span the cut watched (None: never acknowledged yet).
     covers: tuple[float, float] | None
     first_received: float | None
@@ -55,6 +57,7 @@ class ChannelTally:
     messages: int = 0
     acks: int = 0
     backfilled: int = 0
+    repeated: int = 0
     first_sequence: int | None = None
     last_sequence: int | None = None
     gaps: list[SequenceGap] = field(default_factory=list)
@@ -128,6 +131,7 @@ class ChannelTally:
             sequence_gaps=tuple(self.gaps),
             reconnects=max(0, self.acks - 1) if first_ack_here else self.acks,
             backfilled=self.backfilled,
+            repeated=self.repeated,
             covers=covers,
             first_received=self.first_received,
             last_received=self.last_received,
@@ -138,7 +142,7 @@ class ChannelTally:
             self.live_at_last_cut = self.live
             self.covers_from = at
         self.last_sequence_at_last_cut = self.last_sequence
-        self.messages = self.acks = self.backfilled = 0
+        self.messages = self.acks = self.backfilled = self.repeated = 0
         self.first_sequence = None
         self.gaps = []
         self.first_received = self.last_received = None
