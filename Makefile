@@ -37,7 +37,7 @@ serve: $(STAMP) ## Serve fetch_book on http://127.0.0.1:8080 (HOST=0.0.0.0 to se
 lint: $(STAMP) tf-lint ## ruff check and format, mypy, terraform fmt -check (when found), checkov
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy $(FUNCTION_DIR)/bitso_collector $(FUNCTION_DIR)/main.py bitso_format.py bitso_logs.py
+	$(BIN)/mypy $(FUNCTION_DIR)/bitso_collector $(FUNCTION_DIR)/main.py bitso_format.py bitso_http.py bitso_logs.py
 	$(BIN)/mypy bitso_archive functions/compact_hour/main.py
 
 # make test runs pytest three times, with pytest-xdist where it is safe:

@@ -46,13 +46,13 @@ from collector_bench import BOOKS, RPM, TARGET_P99_MS, TARGET_PER_MINUTE, cell, 
 from stream_bench import lateness
 
 from bitso_format import STREAM_CHANNELS, iso_millis, seconds_to_ms
+from bitso_http import SCHEDULE_HEADER
 from bitso_testkit.fake_bitso import Behaviour, FakeBitso
 from bitso_testkit.processes import FUNCTION_DIR, base_env, free_port, running
 from bitso_testkit.strict_gcs import running_strict_gcs
 
 SHARES = (0.333, 0.167, 0.083)
 PERIOD_US = 100_000
-SCHEDULE_HEADER = "X-CloudScheduler-ScheduleTime"
 #: The call is sent this long before its minute begins.
 LEAD_S = 0.05
 #: The warm-up call collects this many seconds and must end this long before the minute.

@@ -3,7 +3,8 @@
 POST with no body compacts the hour that closed before the request time (the
 ``X-CloudScheduler-ScheduleTime`` header when Cloud Scheduler sends one, else now); a JSON body
 ``{"hour": "2026-11-24T10"}`` names the hour instead. Answers a JSON summary: 200 when every
-book-hour is written or already there, 400 for a bad body or an hour that has not ended, 500 when
+book-hour is written or already there, 400 for a bad body, a schedule time that is not one, or an
+hour that has not ended, 500 when
 the instance is misconfigured or something failed. Logs one JSON object a line.
 """
 
@@ -13,7 +14,6 @@ import json
 import logging
 import os
 import re
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,11 +31,10 @@ from bitso_format import (
     iso_hour,
     parse_bucket,
     parse_object_prefix,
-    parse_rfc3339,
 )
+from bitso_http import BadRequest, InstanceRuntime, json_answer, schedule_time_ms
 from bitso_logs import JsonLogger
 
-SCHEDULE_HEADER = "X-CloudScheduler-ScheduleTime"
 _HOUR = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}(:00(:00(\.0+)?)?(Z|[+-]00:?00)?)?")
 _BODY_SHAPE = 'the body must be JSON like {"hour": "2026-11-24T10"}'
 
@@ -46,12 +45,6 @@ class SettingsError(ValueError):
     """A setting has a value that is not allowed; the message names both."""
 
     reason = "misconfigured"
-
-
-class BadRequest(ValueError):
-    """The body asks for something that is not an hour that has ended."""
-
-    reason = "bad_request"
 
 
 @dataclass(frozen=True)
@@ -88,8 +81,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> CompactSettings:
     )
 
 
-def hour_asked(body: bytes, schedule_time: str | None, now_ms: int) -> int:
-    """The hour to compact (epoch ms): the body's, else the one before the schedule time."""
+def hour_asked(body: bytes, schedule_ms: int | None, now_ms: int) -> int:
+    """The hour to compact (epoch ms): the body's, else the one before the schedule time (the
+    request's time when the call names none)."""
     if body.strip():
         try:
             parsed = json.loads(body)
@@ -105,13 +99,7 @@ def hour_asked(body: bytes, schedule_time: str | None, now_ms: int) -> int:
                 return parse_time(hour.strip())
             except ValueError as error:  # e.g. 2026-13-01T10: the shape fits, the date does not
                 raise BadRequest(str(error)) from None
-    reference = now_ms
-    if schedule_time:
-        try:
-            reference = parse_rfc3339(schedule_time)
-        except ValueError:
-            reference = now_ms
-    return floor_hour(reference) - HOUR_MS
+    return floor_hour(now_ms if schedule_ms is None else schedule_ms) - HOUR_MS
 
 
 class _JsonLines(logging.Handler):
@@ -129,43 +117,29 @@ def _route_archive_warnings() -> None:
     archive_log.propagate = False
 
 
-_settings: CompactSettings | None = None
-_source: Source | None = None
-_lock = threading.Lock()
+def _runtime_from_environment() -> tuple[CompactSettings, Source]:
+    settings = load_settings()
+    _route_archive_warnings()
+    return settings, settings.source()
 
 
-def _runtime() -> tuple[CompactSettings, Source]:
-    """The instance's settings and source, parsed and made once, on the first call."""
-    global _settings, _source  # noqa: PLW0603 - one runtime per instance is the point
-    with _lock:
-        if _settings is None or _source is None:
-            _settings = load_settings()
-            _source = _settings.source()
-            _route_archive_warnings()
-        return _settings, _source
-
-
-def reset_runtime() -> None:
-    """Forget the instance's settings (tests that change the environment between apps)."""
-    global _settings, _source  # noqa: PLW0603
-    with _lock:
-        _settings = _source = None
-
-
-def _answer(body: dict[str, Any], status: int) -> flask.Response:
-    return flask.Response(json.dumps(body), status=status, mimetype="application/json")
+_instance = InstanceRuntime(_runtime_from_environment)
+#: The instance's settings and source, parsed and made once, on the first call.
+get_runtime = _instance.get
+#: Forget the instance's settings (tests that change the environment between apps).
+reset_runtime = _instance.reset
 
 
 def handle(request: flask.Request) -> flask.Response:
     now_ms = int(time.time() * 1000)
     try:
-        settings, source = _runtime()
+        settings, source = get_runtime()
     except SettingsError as error:
         log.error("cannot start: bad configuration", reason=str(error))
-        return _answer({"status": error.reason, "error": str(error)}, 500)
+        return json_answer({"status": error.reason, "error": str(error)}, 500)
     try:
         hour_ms = hour_asked(
-            request.get_data(cache=True), request.headers.get(SCHEDULE_HEADER), now_ms
+            request.get_data(cache=True), schedule_time_ms(request.headers), now_ms
         )
         started = time.monotonic()
         result = compact_hour(
@@ -173,11 +147,11 @@ def handle(request: flask.Request) -> flask.Response:
         )
     except (BadRequest, HourNotClosedError) as error:  # both checked before any I/O
         log.warning(f"bad request: {error}")
-        return _answer({"status": BadRequest.reason, "error": str(error)}, 400)
+        return json_answer({"status": BadRequest.reason, "error": str(error)}, 400)
     except Exception as error:
         hour = iso_hour(hour_ms)
         log.error(f"compacting {hour} failed: {error}", hour=hour, exc_info=True)
-        return _answer({"status": "error", "hour": hour, "error": str(error)}, 500)
+        return json_answer({"status": "error", "hour": hour, "error": str(error)}, 500)
 
     summary = result.as_dict()
     summary["hour"] = iso_hour(hour_ms)
@@ -190,4 +164,4 @@ def handle(request: flask.Request) -> flask.Response:
         f"{len(summary['corrupt'])} corrupt objects skipped",
         **{k: v for k, v in summary.items() if k != "outputs"},
     )
-    return _answer(summary, 200)
+    return json_answer(summary, 200)

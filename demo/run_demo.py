@@ -26,11 +26,11 @@ from typing import Any
 import requests
 
 from bitso_format import iso_minute, seconds_to_ms
+from bitso_http import SCHEDULE_HEADER
 from bitso_testkit.processes import FUNCTION_DIR, base_env, free_port, running
 from bitso_testkit.strict_gcs import StrictGcs, running_strict_gcs
 
 BUCKET = "bitso-demo"
-SCHEDULE_HEADER = "X-CloudScheduler-ScheduleTime"
 MIN_SECONDS_LEFT = 15.0
 
 

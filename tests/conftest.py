@@ -17,13 +17,13 @@ import pytest
 import requests
 
 from bitso_format import iso_millis, seconds_to_ms
+from bitso_http import SCHEDULE_HEADER
 from bitso_testkit.fake_bitso import FakeBitso
 from bitso_testkit.processes import FUNCTION_DIR, base_env, free_port, running
 from bitso_testkit.strict_gcs import StrictGcs, running_strict_gcs
 from tests.support.clock_control import SHIFT_FILE_ENV, ClockControl
 from tests.support.schemas import check_run_record
 
-SCHEDULE_HEADER = "X-CloudScheduler-ScheduleTime"
 _buckets = itertools.count()
 
 

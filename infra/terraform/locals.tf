@@ -63,11 +63,11 @@ locals {
   # caches and byte code never end up in the archive, and the hash (hence the
   # object name, hence a redeploy) changes only when real source changes.
   # Sources must be UTF-8 text (file() reads them).
-  # The stdlib-only modules both functions share (the archive format and the JSON logger) go in
-  # beside each main.py, so `import bitso_format` works in the function as it does locally.
+  # The modules both functions share (the archive format, the JSON logger and the HTTP glue)
+  # go in beside each main.py, so `import bitso_format` works in the function as it does locally.
   repo_root = "${path.module}/../.."
   shared_modules = {
-    for f in ["bitso_format.py", "bitso_logs.py"] : f => "${local.repo_root}/${f}"
+    for f in ["bitso_format.py", "bitso_http.py", "bitso_logs.py"] : f => "${local.repo_root}/${f}"
   }
 
   fetch_book_dir = "${path.module}/../../functions/fetch_book"

@@ -11,6 +11,7 @@ import pytest
 from functions_framework import create_app
 
 from bitso_archive import compact_app
+from bitso_http import SCHEDULE_HEADER
 from tests.archive.helpers import CORRUPT_NAME
 
 MAIN = Path(__file__).resolve().parents[2] / "functions" / "compact_hour" / "main.py"
@@ -59,7 +60,7 @@ def test_compacts_the_hour_in_the_body(
 def test_without_body_compacts_the_hour_before_the_schedule_time(
     client: Any, local_archive: Path
 ) -> None:
-    resp = client.post("/", headers={"X-CloudScheduler-ScheduleTime": "2026-11-20T11:05:00Z"})
+    resp = client.post("/", headers={SCHEDULE_HEADER: "2026-11-20T11:05:00Z"})
     assert resp.status_code == 200
     assert resp.get_json()["hour"] == "2026-11-20T10"
     assert (local_archive / BTC_10).is_file()
@@ -87,6 +88,16 @@ def test_bad_bodies_get_400(client: Any, body: bytes, local_archive: Path) -> No
     resp = client.post("/", data=body, content_type="application/json")
     assert resp.status_code == 400
     assert resp.get_json()["status"] == "bad_request"
+    assert not (local_archive / "compacted" / "book=btc_mxn").exists()
+
+
+@pytest.mark.parametrize("header", ["yesterday", "9999-12-31T23:30:00-01:00"])
+def test_a_schedule_time_that_is_not_one_gets_400_naming_the_header(
+    client: Any, header: str, local_archive: Path
+) -> None:
+    resp = client.post("/", headers={SCHEDULE_HEADER: header})
+    assert resp.status_code == 400
+    assert resp.get_json()["error"].startswith(f"{SCHEDULE_HEADER}={header!r}")
     assert not (local_archive / "compacted" / "book=btc_mxn").exists()
 
 

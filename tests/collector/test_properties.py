@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from bitso_collector import app as app_module
-from bitso_collector.call_options import SCHEDULE_HEADER
 from bitso_format import parse_rfc3339
+from bitso_http import SCHEDULE_HEADER
 from bitso_testkit.fake_bitso import FakeBitso
 from tests.support.schemas import check_run_record
 

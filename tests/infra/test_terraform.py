@@ -26,6 +26,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 TF_DIR = ROOT / "infra" / "terraform"
 TF_FILES = sorted(TF_DIR.glob("*.tf"))
+#: The modules at the repository root that both function zips carry beside main.py.
+SHARED_MODULES = ("bitso_format.py", "bitso_http.py", "bitso_logs.py")
 
 # Every environment variable fetch_book reads in the cloud (the DESIGN.md
 # configuration table minus LOCAL_DATA_DIR and the local-only credentials).
@@ -673,9 +675,9 @@ def test_archives_read_the_right_directories_without_caches(tf: dict[str, Any]) 
     fetch_archive = tf["data"][("archive_file", "fetch_book")]
     dynamic = fetch_archive["dynamic"][0]['"source"']
     assert expr(dynamic["for_each"]) == "local.fetch_book_files"
-    # The stdlib-only shared modules go into both zips, beside main.py.
+    # The shared modules go into both zips, beside main.py.
     shared = local["shared_modules"]
-    assert '"bitso_format.py"' in shared and '"bitso_logs.py"' in shared
+    assert all(f'"{module}"' in shared for module in SHARED_MODULES)
     for name in ("fetch_book_files", "compact_hour_files"):
         assert "local.shared_modules" in local[name], name
 
@@ -714,13 +716,13 @@ def test_each_zip_is_self_contained(
         for path in (root / package).rglob("*"):
             if path.is_file() and kept(path.relative_to(root)):
                 sources[path.relative_to(root)] = path
-    for module in ("bitso_format.py", "bitso_logs.py"):
+    for module in SHARED_MODULES:
         sources[Path(module)] = root / module
     for rel, src in sources.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(src, tmp_path / rel)
     code = (
-        "import sys, main, bitso_format, bitso_logs;"
+        "import sys, main, bitso_format, bitso_http, bitso_logs;"
         f"assert callable(main.{entry});"
         "ours = [(n, m.__file__) for n, m in sys.modules.items()"
         " if n == 'main' or n.startswith('bitso_')];"
@@ -983,7 +985,7 @@ def environment_read_by_the_function() -> set[str]:
     package and the shared modules zipped beside it)."""
     root = Path(__file__).parents[2]
     package = root / "functions" / "fetch_book" / "bitso_collector"
-    sources = [*package.rglob("*.py"), root / "bitso_format.py", root / "bitso_logs.py"]
+    sources = [*package.rglob("*.py"), *(root / module for module in SHARED_MODULES)]
     names: set[str] = set()
     for source in sources:
         text = source.read_text()

@@ -6,17 +6,15 @@ Nothing here opens a connection at import; `main.py` only forwards the request.
 from __future__ import annotations
 
 import atexit
-import json
-import threading
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 import flask
 
+from bitso_http import BadRequest, InstanceRuntime, json_answer
 from bitso_logs import JsonLogger
 
-from .call_options import MAX_BODY_BYTES, BadRequest, BodyTooLarge, parse_call
+from .call_options import MAX_BODY_BYTES, BodyTooLarge, parse_call
 from .clock import Clock, SystemClock
 from .config import ConfigError, Settings, load_settings
 from .credentials import CredentialsError, resolve_credentials
@@ -71,41 +69,24 @@ def build_runtime(
     return Runtime(settings, collector)
 
 
-_runtime: Runtime | None = None
-_runtime_lock = threading.Lock()
+def _runtime_from_environment() -> Runtime:
+    runtime = build_runtime(load_settings())
+    # Cloud Run stops an instance with SIGTERM; the server's worker then exits, and what the
+    # stream holds since the last call's cut is stored on the way out.
+    atexit.register(runtime.collector.shutdown)
+    return runtime
 
 
-def get_runtime() -> Runtime:
-    """The instance's runtime; settings are parsed once, on the first call."""
-    global _runtime  # noqa: PLW0603 - one runtime per instance is the point
-    with _runtime_lock:
-        if _runtime is None:
-            _runtime = build_runtime(load_settings())
-            # Cloud Run stops an instance with SIGTERM; the server's worker then exits, and
-            # what the stream holds since the last call's cut is stored on the way out.
-            atexit.register(_runtime.collector.shutdown)
-        return _runtime
+def _shut_down(runtime: Runtime) -> None:
+    atexit.unregister(runtime.collector.shutdown)
+    runtime.collector.shutdown()
 
 
-def reset_runtime() -> None:
-    """Forget the instance's runtime (tests that change the environment between apps)."""
-    global _runtime  # noqa: PLW0603
-    with _runtime_lock:
-        if _runtime is not None:
-            atexit.unregister(_runtime.collector.shutdown)
-            _runtime.collector.shutdown()
-        _runtime = None
-
-
-def _answer(
-    body: dict[str, Any], status: int, headers: dict[str, str] | None = None
-) -> flask.Response:
-    return flask.Response(
-        json.dumps(body, indent=2) + "\n",
-        status=status,
-        mimetype="application/json",
-        headers=headers,
-    )
+_instance = InstanceRuntime(_runtime_from_environment, _shut_down)
+#: The instance's runtime; settings are parsed once, on the first call.
+get_runtime = _instance.get
+#: Forget the instance's runtime (tests that change the environment between apps).
+reset_runtime = _instance.reset
 
 
 def read_body(request: flask.Request) -> bytes:
@@ -130,7 +111,7 @@ def handle(request: flask.Request) -> flask.Response:
     if request.method not in ALLOWED_METHODS:
         allowed = ", ".join(ALLOWED_METHODS)
         log.warning("method not allowed", method=request.method)
-        return _answer(
+        return json_answer(
             {
                 "error": f"method {request.method} is not allowed; use {allowed}",
                 "status": "method_not_allowed",
@@ -142,22 +123,22 @@ def handle(request: flask.Request) -> flask.Response:
         options = parse_call(read_body(request), request.headers)
     except BodyTooLarge as error:
         log.warning("bad request", reason=str(error))
-        return _answer({"error": str(error), "status": "too_large"}, 413)
+        return json_answer({"error": str(error), "status": "too_large"}, 413)
     except BadRequest as error:
         log.warning("bad request", reason=str(error))
-        return _answer({"error": str(error), "status": "bad_request"}, 400)
+        return json_answer({"error": str(error), "status": BadRequest.reason}, 400)
     try:
         runtime = get_runtime()
     except (ConfigError, CredentialsError) as error:
         log.error("cannot start: bad configuration", reason=str(error))
         now = clock.now()
         record = RunRecord(uuid.uuid4().hex, now, now, CallStatus.MISCONFIGURED, error=str(error))
-        return _answer(record.to_json(), HTTP_STATUS[record.status])
+        return json_answer(record.to_json(), HTTP_STATUS[record.status])
     try:
         record = runtime.collector.run(options)
     except Exception as error:  # a bug must still answer JSON and leave a trace in the logs
         log.error("unexpected error", error=f"{type(error).__name__}: {error}", exc_info=True)
-        return _answer(
+        return json_answer(
             {"error": f"unexpected error: {type(error).__name__}", "status": "error"}, 500
         )
-    return _answer(record.to_json(), HTTP_STATUS[record.status])
+    return json_answer(record.to_json(), HTTP_STATUS[record.status])

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from bitso_format import BITSO_LIMIT_PER_MINUTE, ms_to_datetime, parse_rfc3339
+from bitso_format import BITSO_LIMIT_PER_MINUTE
+from bitso_http import BadRequest, Headers, schedule_time_ms
 
 from .config import ConfigError, validate_books
 
-SCHEDULE_HEADER = "X-CloudScheduler-ScheduleTime"
 TRACE_HEADER = "X-Cloud-Trace-Context"
 BODY_FIELDS = ("books", "duration_seconds")
 MAX_DURATION_SECONDS = 60
@@ -27,16 +27,6 @@ MAX_BODY_BYTES = 4096
 #: A body is an object holding at most a list: two levels. Deeper is refused before parsing,
 #: so `json` never recurses on what a caller sends.
 MAX_NESTING = 2
-
-
-class Headers(Protocol):
-    """Case-insensitive header lookup, as Werkzeug's `Headers` does it."""
-
-    def get(self, key: str) -> str | None: ...
-
-
-class BadRequest(ValueError):
-    """The call's body or headers are not allowed; the message says what and what is."""
 
 
 class BodyTooLarge(BadRequest):
@@ -143,26 +133,10 @@ def parse_body(raw: bytes) -> dict[str, Any]:
 
 def parse_call(body: bytes, headers: Headers) -> CallOptions:
     parsed = parse_body(body)
-    schedule_time = None
-    raw_time = headers.get(SCHEDULE_HEADER)
-    if raw_time:
-        try:
-            schedule_ms = parse_rfc3339(raw_time)
-        except ValueError:
-            raise BadRequest(
-                f"{SCHEDULE_HEADER}={raw_time!r} is not an RFC 3339 time "
-                "such as 2026-11-24T10:15:00Z"
-            ) from None
-        try:
-            ms_to_datetime(schedule_ms)  # the run record must be able to name its minute
-        except OverflowError:
-            raise BadRequest(
-                f"{SCHEDULE_HEADER}={raw_time!r} is outside the years 0001 to 9999 in UTC"
-            ) from None
-        schedule_time = schedule_ms / 1000
+    schedule_ms = schedule_time_ms(headers)
     return CallOptions(
         books=parsed.get("books"),
         duration_seconds=parsed.get("duration_seconds"),
-        schedule_time=schedule_time,
+        schedule_time=None if schedule_ms is None else schedule_ms / 1000,
         trace_header=headers.get(TRACE_HEADER),
     )

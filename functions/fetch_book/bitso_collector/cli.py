@@ -18,10 +18,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from bitso_format import MINUTE_MS, iso_minute, parse_snapshot_name, seconds_to_ms
+from bitso_http import BadRequest
 from bitso_logs import JsonLogger, ReadableLines
 
 from .app import HTTP_STATUS, build_runtime
-from .call_options import BadRequest, CallOptions, parse_body
+from .call_options import CallOptions, parse_body
 from .clock import Clock, SystemClock
 from .config import ConfigError, load_settings
 from .credentials import CredentialsError

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bitso_format import MINUTE_MS, iso_minute, seconds_to_ms
+from bitso_http import SCHEDULE_HEADER
 
-from .call_options import SCHEDULE_HEADER, CallOptions
+from .call_options import CallOptions
 from .config import Settings
 from .grid import Coverage, minute_of, slot_spacing, slots_ahead
 from .outcomes import CallStatus
