@@ -4,7 +4,7 @@ The stream is continuous: one anchor's chain runs across many cuts, instances an
 book at ``t`` is known iff ``t`` was watched (:mod:`bitso_archive.watched`) and the latest anchor
 received at or before ``t`` starts a chain contiguous by sequence through every diff received
 at or before ``t`` and the first one after it, where the diffs are every instance's, merged by
-sequence (:mod:`bitso_archive.streams`):
+sequence (:mod:`bitso_archive.stream_reader`):
 
 - diffs at or below the anchor's sequence are skipped; the chain takes the anchor's sequence
   + 1, + 2, ... from the diffs received since :data:`ANCHOR_LOOKBACK_MS` before the anchor's
@@ -47,8 +47,8 @@ from bitso_archive.orderbook import (
     DriftCheck,
     KnownSpan,
     Level,
+    MissingSequence,
     OrderBook,
-    SequenceGap,
     Span,
     UnknownSpan,
     first_difference,
@@ -83,7 +83,7 @@ class ChainEnd:
     """Where a chain stops: the receipt of the last diff before its first missing sequence."""
 
     at_ms: int
-    gap: SequenceGap
+    gap: MissingSequence
 
 
 @dataclass(slots=True)
@@ -385,7 +385,7 @@ class BookWalker:
 
     def _end(self, diff: Diff) -> None:
         assert self._chain is not None
-        gap = SequenceGap(
+        gap = MissingSequence(
             self._expected - 1, diff.sequence, self._last_applied_ms, diff.received_ms
         )
         self._chain.end = ChainEnd(self._applied_ms, gap)

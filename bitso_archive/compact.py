@@ -64,7 +64,7 @@ class HourNotClosedError(ValueError):
 
 
 @dataclass
-class BookHour:
+class CompactedFile:
     """The outcome for one book in one hour: its levels file, or one table's file."""
 
     book: str
@@ -94,7 +94,7 @@ class BookHour:
 @dataclass
 class CompactResult:
     source: str
-    outputs: list[BookHour] = field(default_factory=list)
+    outputs: list[CompactedFile] = field(default_factory=list)
     skipped_open_hours: list[int] = field(default_factory=list)
 
     @property
@@ -124,9 +124,9 @@ class CompactResult:
 
 def compact_book_hour(
     src: Source, book: str, hour_ms: int, metas: Sequence[SnapshotName], out_name: str
-) -> BookHour:
+) -> CompactedFile:
     """Write the Parquet file of one book-hour unless it exists already."""
-    result = BookHour(book, hour_ms, out_name, "empty")
+    result = CompactedFile(book, hour_ms, out_name, "empty")
     if src.list_names(out_name):
         result.status = "exists"
         return result
@@ -248,7 +248,7 @@ def _compact_one(
         result.outputs.append(outcome)
     for book, (files, corrupt) in compact_tables(src, hour_ms, wanted, compacted_prefix).items():
         for number, table in enumerate(files):
-            outcome = BookHour(
+            outcome = CompactedFile(
                 book,
                 hour_ms,
                 table.object,
@@ -262,7 +262,7 @@ def _compact_one(
             result.outputs.append(outcome)
 
 
-def _log_outcome(outcome: BookHour, what: str) -> None:
+def _log_outcome(outcome: CompactedFile, what: str) -> None:
     log.info(
         "%s %s: %s (%s%d rows, %d corrupt)",
         outcome.book,

@@ -7,7 +7,7 @@ present, the missing slot times, whether the minute was throttled, the writes
 the run record says were lost, and corrupt objects (a slot the run record
 says fetched a trades backfill stores no snapshot and is not expected). Per book: runs of
 consecutive snapshots with an unchanged ``sequence``. With streams, per book and
-minute also their coverage (:mod:`bitso_archive.coverage`).
+minute also their coverage (:mod:`bitso_archive.stream_gaps`).
 
 Only minutes that have ended are counted (never one after "now"), and a minute with no run
 record and nothing stored was not collected at all: it is counted apart (``not_collected``),
@@ -24,18 +24,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bitso_archive.coverage import StreamReport, format_streams, stream_coverage
+from bitso_archive.cut_records import EMPTY as EMPTY_STREAMS
+from bitso_archive.cut_records import read_cut_records
 from bitso_archive.layout import TimeLike, check_books, check_range, minutes_in_range, to_ms
 from bitso_archive.snapshots import (
     Corrupt,
-    RunRecord,
+    RunRecordFields,
     iter_snapshots,
     list_snapshot_names,
     read_run_records,
 )
 from bitso_archive.sources import SourceLike, open_source
-from bitso_archive.stream_records import EMPTY as EMPTY_STREAMS
-from bitso_archive.stream_records import read_stream_records
+from bitso_archive.stream_gaps import StreamReport, format_streams, stream_coverage
 from bitso_archive.texttable import text_table
 from bitso_format import (
     DEFAULT_REQUESTS_PER_MINUTE,
@@ -254,7 +254,7 @@ def unchanged_runs(snapshots: Iterable[tuple[int, int]]) -> list[SequenceRun]:
 
 
 def _minute_grid(
-    record: RunRecord | None, default_rpm: int, default_books: list[str]
+    record: RunRecordFields | None, default_rpm: int, default_books: list[str]
 ) -> tuple[int, list[str], str]:
     if record is not None and record.requests_per_minute and record.books:
         return record.requests_per_minute, record.books, "run_record"
@@ -296,7 +296,7 @@ def gaps_report(
         else:
             seen.append((item.book, item.slot_ms, item.sequence))
     records, corrupt_records = read_run_records(src, start_ms, end_ms, progress=progress)
-    stream_records, _corrupt = read_stream_records(src, start_ms, end_ms)
+    cut_records, _corrupt = read_cut_records(src, start_ms, end_ms)
 
     if wanted is not None:
         report_books = wanted
@@ -332,7 +332,7 @@ def gaps_report(
         throttled = record is not None and (record.throttled > 0 or record.status == "throttled")
         for book in report_books:
             # A trades backfill slot stores no snapshot: it is not a missing one.
-            backfills = stream_records.get(minute_ms, EMPTY_STREAMS).backfill_slots
+            backfills = cut_records.get(minute_ms, EMPTY_STREAMS).backfill_slots
             expected = {
                 ms
                 for ms in book_slot_times(minute_ms, minute_rpm, minute_books, book)

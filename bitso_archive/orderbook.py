@@ -247,7 +247,7 @@ class OrderBook:
 
 
 @dataclass(frozen=True, slots=True)
-class SequenceGap:
+class MissingSequence:
     """A missing sequence: the diff (or anchor) before it and the next diff received."""
 
     after: int
@@ -282,7 +282,7 @@ class UnknownSpan:
     end_ms: int
     reason: str
     detail: str
-    gap: SequenceGap | None = None
+    gap: MissingSequence | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {

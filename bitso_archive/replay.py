@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bitso_archive.chain import ANCHOR_LOOKBACK_MS, AnchorFeed, BookWalker, ChainObserver
+from bitso_archive.cut_records import RecordIndex
 from bitso_archive.layout import TimeLike, check_books, check_range, to_ms
 from bitso_archive.orderbook import (
     AGGREGATED_DEPTH,
@@ -27,8 +28,7 @@ from bitso_archive.orderbook import (
 )
 from bitso_archive.output import TableOut, csv_rows, is_parquet
 from bitso_archive.sources import Source, SourceLike, open_source
-from bitso_archive.stream_records import RecordIndex
-from bitso_archive.streams import BookStream
+from bitso_archive.stream_reader import BookStream
 from bitso_archive.watched import watched_time
 from bitso_format import DIFF_ORDERS_CHANNEL, HOUR_MS, MINUTE_MS, floor_minute, iso_millis
 

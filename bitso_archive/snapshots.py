@@ -335,7 +335,7 @@ def warn_corrupt(bad: Corrupt) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class RunRecord:
+class RunRecordFields:
     """The fields of a run record the gap report uses."""
 
     name: str
@@ -362,7 +362,7 @@ def _entries(value: Any) -> list[dict[str, str]]:
     return out
 
 
-def parse_run_record(data: bytes, name: str, minute_ms: int) -> RunRecord:
+def parse_run_record(data: bytes, name: str, minute_ms: int) -> RunRecordFields:
     obj = load_json_object(data)
     books = obj.get("books")
     if books is not None and (
@@ -384,7 +384,7 @@ def parse_run_record(data: bytes, name: str, minute_ms: int) -> RunRecord:
     back_off = back_off or {}
     mode = back_off.get("mode")
     full = back_off.get("full_requests_per_minute")
-    return RunRecord(
+    return RunRecordFields(
         name=name,
         minute_ms=minute_ms,
         status=status if isinstance(status, str) else None,
@@ -400,7 +400,7 @@ def parse_run_record(data: bytes, name: str, minute_ms: int) -> RunRecord:
 
 def read_run_records(
     source: Source, start_ms: int, end_ms: int, *, progress: bool = False
-) -> tuple[dict[int, RunRecord], list[Corrupt]]:
+) -> tuple[dict[int, RunRecordFields], list[Corrupt]]:
     """Run records of the minutes overlapping ``[start_ms, end_ms)``, by minute (epoch ms)."""
     minutes: dict[str, int] = {}
     first_minute = start_ms - start_ms % 60_000
@@ -409,7 +409,7 @@ def read_run_records(
             minute_ms = parse_run_record_name(name)
             if minute_ms is not None and first_minute <= minute_ms < end_ms:
                 minutes[name] = minute_ms
-    records: dict[int, RunRecord] = {}
+    records: dict[int, RunRecordFields] = {}
     corrupt: list[Corrupt] = []
     items = read_objects(
         source,

@@ -22,12 +22,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from bitso_archive.cut_records import RecordIndex
 from bitso_archive.layout import TimeLike, check_books, check_range, hours_in_range
 from bitso_archive.output import TableOut, csv_rows, is_parquet
 from bitso_archive.snapshots import Corrupt, CorruptError, read_objects, warn_corrupt
 from bitso_archive.sources import Source, SourceLike, open_source
-from bitso_archive.stream_records import RecordIndex
-from bitso_archive.streams import cut_record, decimal_text, receipt_span, stream_lines
+from bitso_archive.stream_reader import cut_record, decimal_text, receipt_span, stream_lines
 from bitso_format import (
     FROZEN_REASON,
     HOUR_MS,

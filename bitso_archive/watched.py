@@ -21,6 +21,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from bitso_archive.cut_records import CutRecord
 from bitso_archive.orderbook import (
     CRASH,
     FROZEN,
@@ -29,7 +30,6 @@ from bitso_archive.orderbook import (
     OUTAGE,
     UnknownSpan,
 )
-from bitso_archive.stream_records import CutRecord
 from bitso_format import HOUR_MS, iso_millis, parse_stream_name
 
 #: When pieces of different cuts' holes overlap, the name that says most.

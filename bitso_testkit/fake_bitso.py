@@ -99,7 +99,7 @@ class NeighbourStart:
     refused: bool
 
 
-class BookState:
+class SimulatedBook:
     """A deterministic, slowly moving book per name with a rising sequence."""
 
     def __init__(self, name: str, seed: int) -> None:
@@ -153,7 +153,7 @@ class FakeBitso(LoopbackServer):
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.behaviour = behaviour or Behaviour()
-        #: Order-level markets to serve the order book and trades from (None: `BookState`s).
+        #: Order-level markets to serve the order book and trades from (None: `SimulatedBook`s).
         self.exchange = exchange
         self.clock = clock
         self.requests: list[RequestLog] = []
@@ -162,7 +162,7 @@ class FakeBitso(LoopbackServer):
         self._starts: deque[float] = deque()
         self._locked_until = 0.0
         self._neighbour_next = clock() - self.behaviour.window
-        self._books = {name: BookState(name, seed) for seed, name in enumerate(BOOKS)}
+        self._books = {name: SimulatedBook(name, seed) for seed, name in enumerate(BOOKS)}
         self._rng = random.Random(7)
         self._lock = threading.Lock()
         super().__init__(_handler_for(self), port)

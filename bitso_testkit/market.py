@@ -77,7 +77,7 @@ class Order:
 
 
 @dataclass(frozen=True, slots=True)
-class Trade:
+class Fill:
     """One fill of a resting (maker) order by an incoming (taker) order."""
 
     tid: int
@@ -100,7 +100,7 @@ class Change:
     at_ms: int
     kind: ChangeKind
     order: Order
-    trade: Trade | None
+    trade: Fill | None
     price_places: int
 
     def diff_message(self) -> dict[str, Any]:
@@ -262,7 +262,7 @@ class Market:
         #: Every change since the start, in sequence order.
         self.changes: list[Change] = []
         #: Every trade since the start, in tid order.
-        self.trade_log: list[Trade] = []
+        self.trade_log: list[Fill] = []
 
     # -- making changes -------------------------------------------------------------------
     def step(self, at_ms: int) -> Change:
@@ -295,7 +295,7 @@ class Market:
             self.trade_log.append(trade)
         return change
 
-    def _fill(self, kind: ChangeKind, at_ms: int) -> tuple[Order, Trade, ChangeKind]:
+    def _fill(self, kind: ChangeKind, at_ms: int) -> tuple[Order, Fill, ChangeKind]:
         """A taker hits the best order of a random side (the other side when that one is
         empty): part of it, or all of it."""
         side = self._rng.choice(SIDES)
@@ -313,7 +313,7 @@ class Market:
         else:
             kind, filled, after = ChangeKind.COMPLETE_FILL, maker.amount, maker
             self._close(maker)
-        trade = Trade(
+        trade = Fill(
             tid=self._next_tid,
             price=maker.price,
             amount=filled,
@@ -432,7 +432,7 @@ class Market:
             chosen = log[start : start + limit]
         return [self.trade_entry(trade) for trade in chosen]
 
-    def trade_entry(self, trade: Trade) -> dict[str, Any]:
+    def trade_entry(self, trade: Fill) -> dict[str, Any]:
         """One trade as `GET /v3/trades/` gives it."""
         return {
             "book": self.book,
@@ -444,7 +444,7 @@ class Market:
         }
 
 
-def _tid(trade: Trade) -> int:
+def _tid(trade: Fill) -> int:
     return trade.tid
 
 

@@ -139,7 +139,7 @@ class TableFile:
         }
 
 
-class Sink(Protocol):
+class TableSink(Protocol):
     """Where table files go."""
 
     #: Leave a file that exists alone (and skip building it): create-only.
@@ -194,7 +194,7 @@ class DirectorySink:
 
 
 @dataclass
-class BookHour:
+class BookHourFiles:
     """The files of one book and hour, and what could not be read to make them."""
 
     files: list[TableFile]
@@ -207,9 +207,9 @@ def write_book_hour(
     hour_ms: int,
     span: tuple[int, int],
     options: TableOptions,
-    sink: Sink,
+    sink: TableSink,
     root: str = "",
-) -> BookHour:
+) -> BookHourFiles:
     """Build and write the tables of ``book`` over ``span`` (inside the hour of ``hour_ms``)
     as ``root/<table>/book=.../hour=HH/...``; with a create-only sink, a table whose file
     exists is neither built nor touched."""
@@ -232,4 +232,4 @@ def write_book_hour(
                 outcome.bytes = len(data)
                 outcome.status = "written" if sink.write(names[table], data) else "exists"
             files[table] = outcome
-    return BookHour([files[table] for table in options.tables], corrupt)
+    return BookHourFiles([files[table] for table in options.tables], corrupt)

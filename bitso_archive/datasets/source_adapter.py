@@ -16,7 +16,7 @@ Every table is built from three things this module asks the reader for, per book
 - the **books** that have anything recorded in the range.
 
 Only this module imports the reader's stream internals (:mod:`bitso_archive.chain`,
-:mod:`bitso_archive.replay`, :mod:`bitso_archive.orderbook`, :mod:`bitso_archive.stream_records`,
+:mod:`bitso_archive.replay`, :mod:`bitso_archive.orderbook`, :mod:`bitso_archive.cut_records`,
 :mod:`bitso_archive.trades`); the tables see the plain types below, so when the reader changes
 how it chains the streams, only this module changes.
 """
@@ -29,6 +29,7 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from bitso_archive.chain import Chain
+from bitso_archive.cut_records import RecordIndex
 from bitso_archive.layout import hours_in_range
 from bitso_archive.orderbook import (
     BUY,
@@ -50,7 +51,6 @@ from bitso_archive.snapshots import (
     price_levels,
 )
 from bitso_archive.sources import Source
-from bitso_archive.stream_records import RecordIndex
 from bitso_archive.trades import TradesResult, iter_trades
 from bitso_format import (
     DIFF_ORDERS_CHANNEL,

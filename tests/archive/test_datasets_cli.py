@@ -188,11 +188,11 @@ def test_only_the_adapter_reads_the_readers_stream_internals() -> None:
     """When the reader changes how it chains the streams, only source_adapter.py changes."""
     internals = {
         "bitso_archive.chain",
-        "bitso_archive.coverage",
+        "bitso_archive.stream_gaps",
         "bitso_archive.orderbook",
         "bitso_archive.replay",
-        "bitso_archive.stream_records",
-        "bitso_archive.streams",
+        "bitso_archive.cut_records",
+        "bitso_archive.stream_reader",
         "bitso_archive.trades",
         "bitso_archive.watched",
     }
@@ -209,7 +209,7 @@ def test_only_the_adapter_reads_the_readers_stream_internals() -> None:
             "bitso_archive.chain",
             "bitso_archive.orderbook",
             "bitso_archive.replay",
-            "bitso_archive.stream_records",
+            "bitso_archive.cut_records",
             "bitso_archive.trades",
         ]
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from bitso_archive.chain import AnchorFeed, BookWalker
+from bitso_archive.cut_records import ChannelRecord, CutRecord, LostStreamObject, UnwatchedSpan
 from bitso_archive.orderbook import (
     BUY,
     SELL,
@@ -19,7 +20,6 @@ from bitso_archive.orderbook import (
     RestingOrder,
     UnknownSpan,
 )
-from bitso_archive.stream_records import ChannelRecord, CutRecord, LostObject, Unwatched
 from bitso_archive.watched import Watched, watched_time
 
 M = 1_795_168_800_000  # 2026-11-20T10:00:00Z
@@ -294,7 +294,7 @@ def cut(
         first_received_ms=None,
         last_received_ms=None,
         continuous=True,
-        unwatched=tuple(Unwatched(M + a, M + b, why) for a, b, why in unwatched),
+        unwatched=tuple(UnwatchedSpan(M + a, M + b, why) for a, b, why in unwatched),
     )
     return CutRecord(
         name=name,
@@ -305,7 +305,7 @@ def cut(
         cut_ms=M + covers[1],
         disconnects=(),
         channels={("btc_mxn", "diff-orders"): channel},
-        lost=tuple(LostObject("btc_mxn", "diff-orders", o, "storage: 503") for o in lost),
+        lost=tuple(LostStreamObject("btc_mxn", "diff-orders", o, "storage: 503") for o in lost),
         anchor_slots=frozenset(),
         backfill_slots=frozenset(),
     )

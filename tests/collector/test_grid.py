@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from bitso_collector.grid import minute_of, slot_spacing, slots_ahead
-from bitso_collector.pacing import Pacer
+from bitso_collector.rate_guard import Pacer
 from bitso_format import grid_minute
 
 MINUTE = 29_400_000  # 2025-11-24T00:00Z in minutes since the epoch

@@ -24,7 +24,7 @@ from bitso_collector.call_options import CallOptions
 from bitso_collector.clock import ShiftedClock
 from bitso_collector.config import Settings
 from bitso_collector.grid import Slot, slot_spacing
-from bitso_collector.pacing import Pacer
+from bitso_collector.rate_guard import Pacer
 from bitso_collector.runner import Collector
 from bitso_collector.sinks import LocalSink
 from bitso_collector.strategies import make_strategy

@@ -54,9 +54,9 @@ def test_full_books_use_plain_decimal_notation() -> None:
     """Bitso never sends `3.4E-7`; the fake's tiny amounts must not either."""
     import re
 
-    from bitso_testkit.fake_bitso import BookState
+    from bitso_testkit.fake_bitso import SimulatedBook
 
-    book = BookState("eth_mxn", seed=3)
+    book = SimulatedBook("eth_mxn", seed=3)
     book.rng.randint = lambda a, b: 34  # type: ignore[method-assign]  # 34e-8, the smallest kind
     payload = book.next(aggregate=False)
     for level in payload["bids"] + payload["asks"]:

@@ -23,6 +23,7 @@ from bitso_logs import JsonLogger, ReadableLines
 
 from .app import HTTP_STATUS, build_runtime
 from .call_options import CallOptions, parse_body
+from .call_summary import slot_uses_phrase
 from .clock import Clock, SystemClock
 from .config import ConfigError, load_settings
 from .credentials import CredentialsError
@@ -30,7 +31,6 @@ from .grid import minute_of
 from .reachability import unreachable
 from .run_record import RunRecord
 from .sinks.base import Sink
-from .summary import slot_uses_phrase
 
 #: Seconds between two progress lines while a minute is being collected.
 PROGRESS_EVERY_S = 10.0

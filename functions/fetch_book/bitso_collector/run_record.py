@@ -20,15 +20,15 @@ from bitso_format import (
 )
 from bitso_logs import JsonLogger
 
-from .backoff import PaceMode, PaceState
+from .call_summary import CallSummary, slot_uses_phrase
 from .errors import StorageError
 from .outcomes import CallStatus
 from .sinks.base import Sink
-from .summary import CallSummary, slot_uses_phrase
+from .throttle_backoff import PaceMode, PaceState
 
 
 class StreamsPart(Protocol):
-    """The run record's `streams` part, as the stream session builds it (streams/summary.py)."""
+    """The run record's `streams` part, as the stream session builds it (streams/record_part.py)."""
 
     @property
     def lost(self) -> Sequence[object]: ...

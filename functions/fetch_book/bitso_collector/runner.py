@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING
 from bitso_format import MINUTE_MS, claim_name, iso_millis, iso_minute, seconds_to_ms
 from bitso_logs import JsonLogger, trace_fields
 
-from .backoff import LOCKOUT_S, PaceKeeper, PaceMode, PacePolicy
 from .call_options import CallOptions
+from .call_summary import CallSummary, summarise
 from .clock import Clock
 from .config import Settings
 from .errors import StorageError
 from .grid import slot_spacing
 from .ledger import SlotLedger
 from .outcomes import CallStatus, Outcome
-from .pacing import Pacer
 from .plan import CallPlan, plan_call
+from .rate_guard import Pacer
 from .recorder import CallRecorder
 from .run_record import (
     BackOffFacts,
@@ -42,7 +42,7 @@ from .slot_policy import SNAPSHOTS_ONLY, SlotPolicy
 from .snapshot_writer import SnapshotWriter, StorageOptions
 from .strategies import FetchJob, Strategy
 from .strategies.base import TIMEOUT_HEADROOM_S
-from .summary import CallSummary, summarise
+from .throttle_backoff import LOCKOUT_S, PaceKeeper, PaceMode, PacePolicy
 
 if TYPE_CHECKING:
     from .streams.session import PendingCut, StreamSession

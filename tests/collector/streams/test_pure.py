@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from bitso_collector.call_summary import CallSummary, SlotUseNote, slot_uses_phrase
 from bitso_collector.clock import Clock, ShiftedClock
 from bitso_collector.config import ConfigError, load_settings
 from bitso_collector.errors import MalformedReply, UnknownBook
@@ -34,7 +35,6 @@ from bitso_collector.streams.state import StreamState, encode_line
 from bitso_collector.streams.subscriptions import Subscriptions
 from bitso_collector.streams.tally import ChannelTally, SequenceGap, Unwatched
 from bitso_collector.streams.writer import NamedObject, ObjectResult
-from bitso_collector.summary import CallSummary, SlotUseNote, slot_uses_phrase
 from bitso_format import SLOT_USES, parse_iso_millis
 from bitso_logs import JsonLogger
 from tests.support.schemas import RUN_RECORD

@@ -16,9 +16,9 @@ from bitso_collector.clock import SystemClock
 from bitso_collector.slot_policy import SlotUse
 from bitso_collector.streams.backfill import NEW_CHAIN_LOOKBACK_MS
 from bitso_collector.streams.client import SocketOptions, StreamSocket
+from bitso_collector.streams.record_part import StreamsSummary
 from bitso_collector.streams.session import summarise
 from bitso_collector.streams.state import Cut, StreamState
-from bitso_collector.streams.summary import StreamsSummary
 from bitso_format import parse_iso_millis
 from bitso_testkit.fake_ws import FakeBitsoWs
 from bitso_testkit.market import Exchange

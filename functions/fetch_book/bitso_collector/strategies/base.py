@@ -12,7 +12,7 @@ from typing import Protocol
 from ..clock import Clock
 from ..grid import Slot
 from ..outcomes import Outcome
-from ..pacing import Pacer
+from ..rate_guard import Pacer
 from ..recorder import CallRecorder, SlotStart
 
 #: A request times out this long before the deadline, so a hung reply is counted as a timeout

@@ -32,8 +32,8 @@ from .client import (
     SocketOptions,
     StreamSocket,
 )
+from .record_part import ChannelSummary, LostObject, StreamsSummary
 from .state import Cut, StreamState
-from .summary import ChannelSummary, LostObject, StreamsSummary
 from .writer import NamedObject, ObjectResult, StreamWriter
 
 

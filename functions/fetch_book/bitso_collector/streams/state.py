@@ -22,7 +22,7 @@ from .backfill import choose
 from .objects import StreamObject
 from .planner import SlotPlanner
 from .protocol import DIFF_ORDERS, Kind, Received
-from .summary import Disconnect
+from .record_part import Disconnect
 from .tally import ChannelCut, ChannelTally
 
 #: (book, channel, hour of receipt): one stream object of a cut.

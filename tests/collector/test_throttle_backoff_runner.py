@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from bitso_collector.app import HTTP_STATUS
-from bitso_collector.backoff import after_throttle
 from bitso_collector.call_options import CallOptions
 from bitso_collector.clock import ShiftedClock
 from bitso_collector.config import Settings
 from bitso_collector.runner import Collector
 from bitso_collector.sinks import LocalSink
 from bitso_collector.strategies import make_strategy
+from bitso_collector.throttle_backoff import after_throttle
 from bitso_format import claim_name, grid_minute, parse_iso_millis, run_record_name, seconds_to_ms
 from bitso_logs import JsonLogger
 from bitso_testkit.fake_bitso import Behaviour, FakeBitso

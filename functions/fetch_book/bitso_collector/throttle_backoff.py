@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from .pacing import Pacer
+from .rate_guard import Pacer
 
 #: Bitso's lockout after a throttling reply, in seconds of a real minute.
 LOCKOUT_S = 60.0

@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from bitso_archive.chain import MAX_ANCHOR_AGE_MS
+from bitso_archive.cut_records import CutRecord, RecordIndex
 from bitso_archive.orderbook import (
     BUY,
     FROZEN,
@@ -48,7 +49,6 @@ from bitso_archive.snapshots import (
     warn_corrupt,
 )
 from bitso_archive.sources import ObjectMissingError, Source
-from bitso_archive.stream_records import CutRecord, RecordIndex
 from bitso_archive.watched import Watched
 from bitso_format import (
     DECIMAL_PATTERN,

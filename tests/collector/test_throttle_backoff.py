@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from bitso_collector.backoff import (
+from bitso_collector.throttle_backoff import (
     LOCKOUT_S,
     PaceMode,
     PacePolicy,

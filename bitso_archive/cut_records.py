@@ -74,7 +74,7 @@ def _span(value: Any, what: str) -> tuple[int, int]:
 
 
 @dataclass(frozen=True, slots=True)
-class Unwatched:
+class UnwatchedSpan:
     """A span inside a cut's ``covers`` when its subscription was not watched, and why."""
 
     start_ms: int
@@ -98,7 +98,7 @@ class ChannelRecord:
     first_received_ms: int | None
     last_received_ms: int | None
     continuous: bool
-    unwatched: tuple[Unwatched, ...]
+    unwatched: tuple[UnwatchedSpan, ...]
 
     def as_dict(self) -> dict[str, Any]:
         def iso(ms: int | None) -> str | None:
@@ -127,7 +127,7 @@ class ChannelRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class LostObject:
+class LostStreamObject:
     """A stream object the cut could not store."""
 
     book: str
@@ -148,7 +148,7 @@ class CutRecord:
     cut_ms: int | None
     disconnects: tuple[tuple[int, str], ...]  # (when the connection was lost, why)
     channels: Mapping[tuple[str, str], ChannelRecord]  # by (book, channel)
-    lost: tuple[LostObject, ...]
+    lost: tuple[LostStreamObject, ...]
     anchor_slots: frozenset[tuple[str, int]]  # (book, slot) of anchors
     backfill_slots: frozenset[tuple[str, int]]  # (book, slot) of trades backfills
 
@@ -167,12 +167,12 @@ def _is_gap(value: Any) -> bool:
     )
 
 
-def _unwatched(value: Any) -> Unwatched:
+def _unwatched(value: Any) -> UnwatchedSpan:
     start, end = _span(value, "unwatched")
     reason = value.get("reason")
     if reason not in _UNWATCHED_REASONS:
         raise CorruptError(f"unwatched reason {reason!r} is not outage or frozen")
-    return Unwatched(start, end, reason)
+    return UnwatchedSpan(start, end, reason)
 
 
 def _channel_record(value: Any) -> ChannelRecord:
@@ -211,10 +211,10 @@ def _disconnect(value: Any) -> tuple[int, str]:
     return _time(value.get("at"), "disconnect at"), str(value.get("reason"))
 
 
-def _lost(value: Any) -> LostObject:
+def _lost(value: Any) -> LostStreamObject:
     if not isinstance(value, dict):
         raise CorruptError("a streams.lost entry is not {book, channel, object, reason}")
-    return LostObject(
+    return LostStreamObject(
         str(value.get("book")),
         str(value.get("channel")),
         str(value.get("object")),
@@ -352,7 +352,7 @@ class RecordIndex:
             end = start
 
 
-def read_stream_records(
+def read_cut_records(
     source: Source, start_ms: int, end_ms: int
 ) -> tuple[dict[int, CutRecord], list[Corrupt]]:
     """The run records of the minutes in ``[start_ms, end_ms)``, by minute (gaps warns about
@@ -368,9 +368,9 @@ __all__ = [
     "EMPTY",
     "ChannelRecord",
     "CutRecord",
-    "LostObject",
+    "LostStreamObject",
     "RecordIndex",
-    "Unwatched",
+    "UnwatchedSpan",
     "parse_cut_record",
-    "read_stream_records",
+    "read_cut_records",
 ]

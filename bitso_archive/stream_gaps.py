@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bitso_archive.chain import AnchorMark
+from bitso_archive.cut_records import ChannelRecord, CutRecord, RecordIndex
 from bitso_archive.layout import hours_in_range
 from bitso_archive.orderbook import (
     DRIFT,
@@ -24,13 +25,12 @@ from bitso_archive.orderbook import (
     UNCHECKED,
     Diff,
     DriftCheck,
-    SequenceGap,
+    MissingSequence,
     UnknownSpan,
 )
 from bitso_archive.replay import RECORD_MARGIN_MS, book_walker
 from bitso_archive.snapshots import Corrupt
 from bitso_archive.sources import Source
-from bitso_archive.stream_records import ChannelRecord, CutRecord, RecordIndex
 from bitso_archive.texttable import text_table
 from bitso_format import (
     DIFF_ORDERS_CHANNEL,
@@ -53,7 +53,7 @@ class StreamMinute:
     messages: int = 0
     first_sequence: int | None = None
     last_sequence: int | None = None
-    sequence_gaps: list[SequenceGap] = field(default_factory=list)  # next one received now
+    sequence_gaps: list[MissingSequence] = field(default_factory=list)  # next one received now
     anchors: list[AnchorMark] = field(default_factory=list)  # received in the minute
     unknown: list[UnknownSpan] = field(default_factory=list)  # clipped to the minute
     drift: list[DriftCheck] = field(default_factory=list)  # snapshots of its slots
@@ -207,7 +207,7 @@ class _Tally:
                 minute.last_sequence = diff.sequence
                 before = self.previous
                 if before is not None and diff.sequence != before.sequence + 1:
-                    gap = SequenceGap(
+                    gap = MissingSequence(
                         before.sequence, diff.sequence, before.received_ms, diff.received_ms
                     )
                     minute.sequence_gaps.append(gap)
