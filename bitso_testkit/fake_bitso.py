@@ -286,7 +286,7 @@ def _error(code: str, message: str) -> bytes:
 
 
 def _handler_for(fake: FakeBitso) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class FakeBitsoHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         # Headers and body go out in two writes; with Nagle's algorithm the body then waits for
         # the client's delayed ACK, adding ~40 ms to every reply on a kept-alive connection.
@@ -398,7 +398,7 @@ def _handler_for(fake: FakeBitso) -> type[BaseHTTPRequestHandler]:
             done(200)
             self._send(200, body)
 
-    return Handler
+    return FakeBitsoHandler
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -113,7 +113,7 @@ class FakeSecretManager(LoopbackServer):
 
 
 def _handler_for(fake: FakeSecretManager) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class FakeSecretManagerHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
@@ -137,7 +137,7 @@ def _handler_for(fake: FakeSecretManager) -> type[BaseHTTPRequestHandler]:
                 fake.requests.append((f"{match.group(1)}/versions/{match.group(2)}", status))
             self._send(status, body)
 
-    return Handler
+    return FakeSecretManagerHandler
 
 
 def main(argv: list[str] | None = None) -> int:

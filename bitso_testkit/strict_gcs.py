@@ -256,7 +256,7 @@ class StrictGcs(LoopbackServer):
 
 
 def _handler_for(proxy: StrictGcs) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class StrictGcsHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
@@ -376,7 +376,7 @@ def _handler_for(proxy: StrictGcs) -> type[BaseHTTPRequestHandler]:
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
-    return Handler
+    return StrictGcsHandler
 
 
 @contextlib.contextmanager
