@@ -207,9 +207,9 @@ def test_only_the_adapter_reads_the_readers_stream_internals() -> None:
     assert users == {
         "source_adapter.py": [
             "bitso_archive.chain",
+            "bitso_archive.cut_records",
             "bitso_archive.orderbook",
             "bitso_archive.replay",
-            "bitso_archive.cut_records",
             "bitso_archive.trades",
         ]
     }
