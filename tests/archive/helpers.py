@@ -15,6 +15,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bitso_archive.cli import main
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -236,3 +240,18 @@ def scenario(prefix: str = "") -> Archive:
     archive.add_raw("_runs/2026/11/20/10/btc_mxn_20261120T100000.001Z.json", decoy)
     archive.add_raw("compacted/2026/11/20/10/btc_mxn_20261120T100000.001Z.json", decoy)
     return archive
+
+
+def cli_exit_code(*args: str) -> int:
+    """`bitso-archive ARGS`, in process: its exit code (argparse's own exits included)."""
+    try:
+        return main(list(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`bitso-archive ARGS`, in process: its exit code, standard output and standard error."""
+    code = cli_exit_code(*args)
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -14,24 +14,14 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from bitso_archive.cli import main
-from tests.archive.helpers import CORRUPT_NAME
+from tests.archive.helpers import CORRUPT_NAME, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 RANGE = ["--start", "2026-11-20T10:00", "--end", "2026-11-20T10:05:00Z"]
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_load_to_csv_on_stdout(local_archive: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(
+    code, out, err = run_cli(
         capsys, "load", str(local_archive), "--start", "2026-11-20T10:00", "--end",
         "2026-11-20T10:00:01", "--books", "btc_mxn", "--quiet",
     )  # fmt: skip
@@ -51,9 +41,9 @@ def test_load_out_dash_is_csv_on_stdout_like_no_out(
     local_archive: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ["load", str(local_archive), *RANGE, "--books", "btc_mxn", "-q"]
-    code, default, _ = run(capsys, *args)
+    code, default, _ = run_cli(capsys, *args)
     assert code == 0
-    code, dash, err = run(capsys, *args, "--out", "-")
+    code, dash, err = run_cli(capsys, *args, "--out", "-")
     assert code == 0, err
     assert dash == default and len(dash.splitlines()) > 10
 
@@ -62,7 +52,7 @@ def test_load_parquet_and_top(
     local_archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out_file = tmp_path / "levels.parquet"
-    code, _, err = run(capsys, "load", str(local_archive), *RANGE, "--out", str(out_file))
+    code, _, err = run_cli(capsys, "load", str(local_archive), *RANGE, "--out", str(out_file))
     assert code == 0, err
     assert CORRUPT_NAME in err  # the warning names the corrupt object
     assert "28 snapshots" in err and "1 corrupt" in err
@@ -72,7 +62,9 @@ def test_load_parquet_and_top(
     assert table.column("amount")[1].as_py() == Decimal("0.00000001")
 
     top_file = tmp_path / "top.csv"
-    code, _, err = run(capsys, "load", str(local_archive), *RANGE, "--top", "--out", str(top_file))
+    code, _, err = run_cli(
+        capsys, "load", str(local_archive), *RANGE, "--top", "--out", str(top_file)
+    )
     assert code == 0, err
     top = pl.read_csv(top_file, infer_schema=False)
     assert top.height == 28
@@ -84,7 +76,7 @@ def test_gaps_json_and_png(
     local_archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     png = tmp_path / "gaps.png"
-    code, out, err = run(
+    code, out, err = run_cli(
         capsys, "gaps", str(local_archive), *RANGE, "--rpm", "7", "--json", "--png", str(png)
     )
     assert code == 0, err
@@ -95,7 +87,7 @@ def test_gaps_json_and_png(
     assert (minute["expected"], minute["present"], minute["throttled"]) == (3, 1, True)
     assert png.read_bytes()[:4] == b"\x89PNG"
 
-    code, out, _ = run(
+    code, out, _ = run_cli(
         capsys, "gaps", str(local_archive), *RANGE, "--rpm", "7", "--books", "eth_mxn"
     )
     assert code == 0
@@ -103,11 +95,11 @@ def test_gaps_json_and_png(
 
 
 def test_compact_cli(local_archive: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "compact", str(local_archive), *RANGE)
+    code, out, err = run_cli(capsys, "compact", str(local_archive), *RANGE)
     assert code == 0, err
     assert "8 written" in out  # per book: levels, book_changes, quotes, coverage
     assert "book_changes: " in out and "coverage: 1 rows" in out
-    code, out, _ = run(capsys, "compact", str(local_archive), *RANGE)
+    code, out, _ = run_cli(capsys, "compact", str(local_archive), *RANGE)
     assert "0 written, 8 already there" in out
 
 
@@ -146,7 +138,7 @@ def test_bad_input_is_an_argparse_error(
     local_archive: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
 ) -> None:
     args = [str(local_archive) if a == "SRC" else a for a in args]
-    code, _, err = run(capsys, *args)
+    code, _, err = run_cli(capsys, *args)
     assert code == 2
     assert message in err
     assert "Traceback" not in err
@@ -192,7 +184,7 @@ def test_runtime_failure_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     archive = Archive()
     archive.add_snapshot(snapshot("btc_mxn", T10, 1, bids=[{"price": "1" * 31, "amount": "1"}]))
     archive.write_local(tmp_path)
-    code, _, err = run(capsys, "load", str(tmp_path), *RANGE)
+    code, _, err = run_cli(capsys, "load", str(tmp_path), *RANGE)
     assert code == 1
     assert err.startswith(f"error: price '{'1' * 31}'")
     assert "Traceback" not in err

@@ -10,9 +10,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from bitso_archive.cli import main
 from bitso_archive.datasets.plot import plot
 from bitso_archive.datasets.tables import TableOptionError, TableOptions
+from tests.archive.helpers import run_cli
 from tests.archive.stream_market import World, build_world
 
 HOUR = ["--start", "2026-11-20T10:00", "--end", "2026-11-20T11:00"]
@@ -21,20 +21,6 @@ HOUR = ["--start", "2026-11-20T10:00", "--end", "2026-11-20T11:00"]
 @pytest.fixture(scope="module")
 def world() -> World:
     return build_world(seed=3)
-
-
-@pytest.fixture(scope="module")
-def archive_dir(world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return world.archive.write_local(tmp_path_factory.mktemp("archive"))
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def state(root: Path) -> dict[Path, tuple[bytes, int]]:
@@ -65,10 +51,10 @@ def test_bad_input_is_refused_and_changes_nothing(
     message: str,
 ) -> None:
     out = tmp_path / "tables"
-    assert run(capsys, "export", str(archive_dir), *HOUR, "--out", str(out))[0] == 0
+    assert run_cli(capsys, "export", str(archive_dir), *HOUR, "--out", str(out))[0] == 0
     before = state(out)
     assert len(before) == 5
-    got, _out, err = run(capsys, "export", str(archive_dir), *HOUR, *args, "--out", str(out))
+    got, _out, err = run_cli(capsys, "export", str(archive_dir), *HOUR, *args, "--out", str(out))
     assert got == code, err
     assert message in err.strip().splitlines()[-1]  # one line says it (after argparse's usage)
     assert "Traceback" not in err
@@ -80,10 +66,10 @@ def test_an_output_that_cannot_be_written_is_named(
 ) -> None:
     a_file = tmp_path / "tables.txt"
     a_file.write_text("keep me")
-    code, _out, err = run(capsys, "export", str(archive_dir), *HOUR, "--out", str(a_file))
+    code, _out, err = run_cli(capsys, "export", str(archive_dir), *HOUR, "--out", str(a_file))
     assert code == 1 and f"--out '{a_file}' is a file; give a directory" in err
     below = a_file / "tables"
-    code, _out, err = run(capsys, "export", str(archive_dir), *HOUR, "--out", str(below))
+    code, _out, err = run_cli(capsys, "export", str(archive_dir), *HOUR, "--out", str(below))
     assert code == 1 and f"--out '{below}' cannot be written" in err
     assert a_file.read_text() == "keep me"
 
@@ -99,10 +85,10 @@ def test_export_replaces_its_own_files_whole(
     archive_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "tables"
-    assert run(capsys, "export", str(archive_dir), *HOUR, "--out", str(out))[0] == 0
+    assert run_cli(capsys, "export", str(archive_dir), *HOUR, "--out", str(out))[0] == 0
     first = state(out)
     shallow = ["--depth", "3", "--tables", "book_snapshots"]
-    assert run(capsys, "export", str(archive_dir), *HOUR, *shallow, "--out", str(out))[0] == 0
+    assert run_cli(capsys, "export", str(archive_dir), *HOUR, *shallow, "--out", str(out))[0] == 0
     second = state(out)
     changed = [p.relative_to(out).parts[0] for p in second if second[p] != first[p]]
     assert changed == ["book_snapshots"]  # the other tables' files are left as they were
@@ -115,19 +101,19 @@ def test_sql_opens_the_tables_with_their_views_named(
 ) -> None:
     out = tmp_path / "tables"
     only = ["--tables", "quotes,coverage"]
-    assert run(capsys, "export", str(archive_dir), *HOUR, *only, "--out", str(out))[0] == 0
+    assert run_cli(capsys, "export", str(archive_dir), *HOUR, *only, "--out", str(out))[0] == 0
     [direct] = duckdb.sql(
         f"SELECT count(*) FROM read_parquet('{out}/quotes/*/*/*/*/*/*.parquet')"
     ).fetchall()
     assert direct[0] > 5
     query = "SELECT count(*) AS n, min(book) AS book, min(year) AS year FROM quotes"
-    code, printed, err = run(capsys, "sql", str(out), query, "--csv")
+    code, printed, err = run_cli(capsys, "sql", str(out), query, "--csv")
     assert code == 0, err
     assert printed.splitlines() == ['"n","book","year"', f'{direct[0]},"btc_mxn",2026']
     # A table without files is an empty view with its columns, not an error.
-    code, printed, _ = run(capsys, "sql", str(out), "SELECT tid, price, hour FROM trades")
+    code, printed, _ = run_cli(capsys, "sql", str(out), "SELECT tid, price, hour FROM trades")
     assert code == 0 and printed.splitlines()[-1] == "(0 rows)"
-    code, printed, _ = run(
+    code, printed, _ = run_cli(
         capsys, "sql", str(out), "SELECT reason, known FROM coverage ORDER BY start LIMIT 3"
     )
     assert printed.splitlines()[2:5] == [
@@ -135,9 +121,9 @@ def test_sql_opens_the_tables_with_their_views_named(
         "before_first_anchor  False",
         "stream               True",
     ]
-    code, _printed, err = run(capsys, "sql", str(out), "SELECT * FROM levels")
+    code, _printed, err = run_cli(capsys, "sql", str(out), "SELECT * FROM levels")
     assert code == 1 and err.startswith("error: the query failed: Catalog Error")
-    code, _printed, err = run(capsys, "sql", "gs://bucket/x", "SELECT 1")
+    code, _printed, err = run_cli(capsys, "sql", "gs://bucket/x", "SELECT 1")
     assert code == 1 and "sql reads local directories, not gs://bucket/x" in err
 
 
@@ -145,13 +131,13 @@ def test_sql_on_an_archive_reads_what_compact_wrote(
     world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = world.archive.write_local(tmp_path / "archive")
-    assert run(capsys, "compact", str(root), *HOUR)[0] == 0
+    assert run_cli(capsys, "compact", str(root), *HOUR)[0] == 0
     query = (
         "SELECT (SELECT count(*) FROM levels) > 0 AS levels, "
         "(SELECT count(DISTINCT tid) = count(*) FROM trades) AS once, "
         "(SELECT count(*) FROM book_snapshots) > 0 AS snapshots"
     )
-    code, printed, err = run(capsys, "sql", str(root), query, "--csv")
+    code, printed, err = run_cli(capsys, "sql", str(root), query, "--csv")
     assert code == 0, err
     assert printed.splitlines()[1] == "true,true,true"
 
@@ -164,7 +150,7 @@ def test_plot_draws_the_tables(
     drawn = plot(archive_dir, "btc_mxn", "2026-11-20T10:54", "2026-11-20T10:57", png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = tmp_path / "tables"
-    assert run(capsys, "export", str(archive_dir), *span, "--out", str(out))[0] == 0
+    assert run_cli(capsys, "export", str(archive_dir), *span, "--out", str(out))[0] == 0
     counts = duckdb.sql(
         f"SELECT (SELECT count(*) FROM read_parquet('{out}/quotes/*/*/*/*/*/*.parquet')), "
         f"(SELECT count(*) FROM read_parquet('{out}/trades/*/*/*/*/*/*.parquet')), "
@@ -173,12 +159,12 @@ def test_plot_draws_the_tables(
     ).fetchall()[0]
     assert counts == (drawn.quotes, drawn.trades, drawn.unknown_spans)
     assert drawn.quotes > 5 and drawn.trades > 100 and drawn.unknown_spans >= 3
-    code, _out, err = run(
+    code, _out, err = run_cli(
         capsys, "plot", str(archive_dir), "--book", "btc_mxn", *span, "--out", "x.jpg"
     )
     assert code == 2 and "'x.jpg' must end in .png" in err
     later = ["--start", "2026-11-20T12:00", "--end", "2026-11-20T12:05"]
-    code, _out, err = run(
+    code, _out, err = run_cli(
         capsys, "plot", str(archive_dir), "--book", "btc_mxn", *later, "--out", str(png)
     )
     assert code == 1 and "nothing of btc_mxn was recorded" in err

@@ -20,14 +20,13 @@ from typing import Any
 import duckdb
 import pytest
 
-from bitso_archive.cli import main
 from bitso_archive.compact import compact_hour
 from bitso_archive.orderbook import BookView, UnknownInstantError, UnknownSpan
 from bitso_archive.replay import book_at, book_walker, replay
 from bitso_archive.sources import open_source
 from tests.archive import datasets_duckdb as db
-from tests.archive.helpers import Archive, iso, ms, run_record, snapshot
-from tests.archive.stream_market import BOOK, T0, T_END, World, build_world
+from tests.archive.helpers import Archive, cli_exit_code, iso, ms, run_record, snapshot
+from tests.archive.stream_market import BOOK, T0, T_END, World
 
 #: The whole hours the scenario falls in: what compact writes too.
 HOURS = ["--start", "2026-11-20T10:00", "--end", "2026-11-20T12:00"]
@@ -37,26 +36,9 @@ KNOWN = "known"
 
 
 @pytest.fixture(scope="module")
-def world() -> World:
-    return build_world()
-
-
-@pytest.fixture(scope="module")
-def archive_dir(world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return world.archive.write_local(tmp_path_factory.mktemp("archive"))
-
-
-def run(*args: str) -> int:
-    try:
-        return main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-
-
-@pytest.fixture(scope="module")
 def tables(archive_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tables")
-    assert run("export", str(archive_dir), *HOURS, "--out", str(out), "-q") == 0
+    assert cli_exit_code("export", str(archive_dir), *HOURS, "--out", str(out), "-q") == 0
     return out
 
 
@@ -346,7 +328,7 @@ def test_a_range_inside_a_known_span_opens_with_the_book_then(
     assert start + 20_000 < end_ms
     out = tmp_path / "part"
     args = ["--start", iso(start), "--end", iso(start + 20_000), "--tables", "book_changes"]
-    assert run("export", str(archive_dir), *args, "--out", str(out), "-q") == 0
+    assert cli_exit_code("export", str(archive_dir), *args, "--out", str(out), "-q") == 0
     con = db.connect(out)
     first = db.rows(
         con,
@@ -385,7 +367,7 @@ def test_hours_without_diffs_fall_back_to_rest_snapshots(tmp_path: Path) -> None
         archive.add_snapshot(snap)
     root = archive.write_local(tmp_path / "archive")
     out = tmp_path / "tables"
-    assert run("export", str(root), *HOUR, "--out", str(out), "-q") == 0
+    assert cli_exit_code("export", str(root), *HOUR, "--out", str(out), "-q") == 0
     con = db.connect(out)
     assert {r["source"] for r in db.rows(con, "SELECT DISTINCT source FROM book_changes")} == {
         "rest"
@@ -465,7 +447,7 @@ def test_a_quiet_hour_the_stream_watched_is_known_from_its_anchor(tmp_path: Path
         covered_from = cut
     root = archive.write_local(tmp_path / "archive")
     out = tmp_path / "tables"
-    assert run("export", str(root), *HOUR, "--out", str(out), "-q") == 0
+    assert cli_exit_code("export", str(root), *HOUR, "--out", str(out), "-q") == 0
     con = db.connect(out)
     received = slot + 183
     assert merged(db.coverage(con, BOOK)) == [

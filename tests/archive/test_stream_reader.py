@@ -31,32 +31,13 @@ from bitso_archive.compact import compact_hour
 from bitso_archive.orderbook import UnknownInstantError
 from bitso_archive.replay import book_at, replay
 from bitso_archive.trades import TradesResult, iter_trades
-from tests.archive.helpers import iso, ms
+from tests.archive.helpers import iso, ms, run_cli
 from tests.archive.stream_market import BOOK, RPM, T0, T_END, World, build_world, rest_time
 
 RANGE = ["--start", "2026-11-20T10:54", "--end", "2026-11-20T11:13"]
 #: Minutes the stream covered without a break: no unknown time (the cut across 11:00, two
 #: instances storing the same diffs at 11:05).
 UNBROKEN = ["11:00", "11:03", "11:04", "11:05", "11:12"]
-
-
-@pytest.fixture(scope="module")
-def world() -> World:
-    return build_world()
-
-
-@pytest.fixture(scope="module")
-def archive_dir(world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return world.archive.write_local(tmp_path_factory.mktemp("streams"))
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def as_text(view: Any) -> tuple[Any, Any]:
@@ -214,7 +195,7 @@ def test_book_command_json_and_text(
     at_ms = quiet_near(world, at("11:03:30"), 1)
     sequence = world.sequence_at(at_ms)
     bids, asks = world.levels_at([sequence], depth=5)[sequence]
-    code, out, err = run(
+    code, out, err = run_cli(
         capsys, "book", str(archive_dir), "--book", BOOK, "--at", iso(at_ms), "--depth", "5",
         "--json",
     )  # fmt: skip
@@ -224,7 +205,7 @@ def test_book_command_json_and_text(
     assert (doc["book"], doc["at"], doc["sequence"]) == (BOOK, iso(at_ms), sequence)
     assert doc["bids"] == [{"price": p, "amount": a, "orders": n} for p, a, n in bids]
     assert doc["asks"] == [{"price": p, "amount": a, "orders": n} for p, a, n in asks]
-    code, out, _ = run(capsys, "book", str(archive_dir), "--book", BOOK, "--at", iso(at_ms))
+    code, out, _ = run_cli(capsys, "book", str(archive_dir), "--book", BOOK, "--at", iso(at_ms))
     assert code == 0
     assert out.splitlines()[0].startswith(f"btc_mxn at {iso(at_ms)}, sequence {sequence}")
     assert re.search(rf"bid\s+0\s+{bids[0][0]}\s+{bids[0][1]}\s+{bids[0][2]}\n", out)
@@ -234,7 +215,9 @@ def test_book_command_refuses_with_exit_1_and_one_line(
     archive_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     when = "2026-11-20T11:07:30.000Z"
-    code, out, err = run(capsys, "book", str(archive_dir), "--book", BOOK, "--at", when, "--json")
+    code, out, err = run_cli(
+        capsys, "book", str(archive_dir), "--book", BOOK, "--at", when, "--json"
+    )
     assert (code, out) == (1, "")
     assert err.startswith(f"error: btc_mxn at {when} is unknown: instance c9d0e1f2's last cut")
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -245,7 +228,7 @@ def test_replay_walks_across_cuts_and_skips_what_cannot_be_known(
 ) -> None:
     out_file = tmp_path / "replay.csv"
     start, end = "2026-11-20T10:56:30", "2026-11-20T11:03:30"
-    code, _, err = run(
+    code, _, err = run_cli(
         capsys, "replay", str(archive_dir), "--book", BOOK, "--start", start, "--end", end,
         "--every", "1s", "--depth", "3", "--out", str(out_file),
     )  # fmt: skip
@@ -296,7 +279,7 @@ def test_replay_coarser_than_a_minute_samples_the_first_known_instant_of_each_in
 ) -> None:
     start, end = ms("2026-11-20T10:55:00Z"), ms("2026-11-20T11:05:00Z")
     args = ["replay", str(archive_dir), "--book", BOOK, "--start", iso(start), "--end", iso(end)]
-    code, out, err = run(capsys, *args, "--every", "1m", "--depth", "2", "--out", "-")
+    code, out, err = run_cli(capsys, *args, "--every", "1m", "--depth", "2", "--out", "-")
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
     expected = []
@@ -374,7 +357,7 @@ def test_trades_command_csv_and_parquet(
     world: World, archive_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out_csv = tmp_path / "trades.csv"
-    code, _, err = run(capsys, "trades", str(archive_dir), *RANGE, "--out", str(out_csv))
+    code, _, err = run_cli(capsys, "trades", str(archive_dir), *RANGE, "--out", str(out_csv))
     assert code == 0, err
     rows = list(csv.DictReader(out_csv.open()))
     assert list(rows[0]) == [
@@ -397,7 +380,7 @@ def test_trades_command_csv_and_parquet(
     assert rest["value"] == rest["maker_order"] == ""
     assert rest_time(world.trades[int(rest["tid"])]["x"]).startswith(rest["created_at"][:19])
     out_parquet = tmp_path / "trades.parquet"
-    code, _, err = run(
+    code, _, err = run_cli(
         capsys, "trades", str(archive_dir), *RANGE, "--books", BOOK, "-q", "--out", str(out_parquet)
     )
     assert code == 0, err
@@ -504,7 +487,7 @@ def test_drift_is_zero_but_the_planted_one(world: World, gaps_doc: dict[str, Any
 def test_gaps_text_lists_the_stream_part(
     archive_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = run(capsys, "gaps", str(archive_dir), *RANGE, "--rpm", "12")
+    code, out, _ = run_cli(capsys, "gaps", str(archive_dir), *RANGE, "--rpm", "12")
     assert code == 0
     streams = out.split("Streams:", 1)[1]
     assert "Sequence gaps: 4" in streams
@@ -634,7 +617,7 @@ def test_compact_writes_the_hours_trades_beside_the_books(world: World, tmp_path
 def test_bad_input_to_the_stream_commands_is_an_argparse_error(
     archive_dir: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
 ) -> None:
-    code, _, err = run(capsys, *[str(archive_dir) if a == "SRC" else a for a in args])
+    code, _, err = run_cli(capsys, *[str(archive_dir) if a == "SRC" else a for a in args])
     assert code == 2
     assert message in err and "Traceback" not in err
 
