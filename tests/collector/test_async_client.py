@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from bitso_collector.bitso_client import BitsoClient
 from bitso_collector.call_options import CallOptions
 from bitso_collector.clock import ShiftedClock, SystemClock
 from bitso_collector.config import Settings
@@ -64,7 +65,7 @@ def test_an_order_book_comes_back_with_string_levels(fake_bitso: FakeBitso) -> N
     payload = fetch(fake_bitso.url)
     assert len(payload["bids"]) == len(payload["asks"]) == 50
     assert all(isinstance(level["price"], str) for level in payload["bids"])
-    full = fetch(fake_bitso.url, aggregate=False)  # ~600 KB: parsed off the loop
+    full = fetch(fake_bitso.url, aggregate=False)  # ~600 KB
     assert len(full["bids"]) == 1000 and all("oid" in level for level in full["bids"])
     assert [entry.aggregate for entry in fake_bitso.requests] == [True, False]
 
@@ -92,6 +93,32 @@ def test_unknown_books_unknown_paths_and_dead_servers(fake_bitso: FakeBitso) -> 
         fetch(fake_bitso.url + "/elsewhere")
     with pytest.raises(ConnectionFailed, match=r"127\.0\.0\.1:\d+: connection refused$"):
         fetch(f"http://127.0.0.1:{free_port()}")
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("slow", "no reply within 0.3 s"),
+        ("truncate", "the reply body was cut off or badly encoded"),
+        ("refused", "cannot reach {url}: connection refused"),
+    ],
+)
+def test_both_clients_name_a_transport_failure_alike(fault: str, message: str) -> None:
+    """The same error, type and message, whichever HTTP library saw the failure."""
+    with FakeBitso(Behaviour(slow_seconds=1.0)) as fake:
+        url = f"http://127.0.0.1:{free_port()}" if fault == "refused" else fake.url
+        errors: list[BitsoError] = []
+        for get in (
+            lambda: BitsoClient(url, read_timeout=0.3).order_book("btc_mxn"),
+            lambda: fetch(url, read_timeout=0.3),
+        ):
+            fake.configure(script=[fault])
+            with pytest.raises(BitsoError) as caught:
+                get()
+            errors.append(caught.value)
+    from_requests, from_aiohttp = errors
+    assert type(from_requests) is type(from_aiohttp)
+    assert str(from_requests) == str(from_aiohttp) == message.format(url=url)
 
 
 def test_a_name_that_does_not_resolve_says_so(monkeypatch: pytest.MonkeyPatch) -> None:

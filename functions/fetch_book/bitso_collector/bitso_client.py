@@ -7,9 +7,8 @@ from urllib.parse import urlencode
 
 import requests
 
-from .errors import ConnectionFailed, MalformedReply, RequestTimeout, connection_cause
+from .errors import ConnectionFailed, cut_off, timed_out, unreachable
 from .replies import parse_order_book_reply
-from .rest_trades import RestTrade, parse_trades_reply, trades_path
 from .signing import ApiCredentials, NonceSource, authorization_header
 
 ORDER_BOOK_PATH = "/v3/order_book/"
@@ -69,16 +68,11 @@ class BitsoClient:
         `timeout` (the caller's limit for this request) can shorten the read timeout, never
         lengthen it.
         """
-        return parse_order_book_reply(*self._get(order_book_path(book, aggregate), timeout))
+        return parse_order_book_reply(*self.get(order_book_path(book, aggregate), timeout))
 
-    def trades(
-        self, book: str, marker: int | None = None, timeout: float | None = None
-    ) -> list[RestTrade]:
-        """One newest-first page of `GET /v3/trades/` (100 trades, older than `marker`)."""
-        return parse_trades_reply(*self._get(trades_path(book, marker), timeout))
-
-    def _get(self, path: str, timeout: float | None) -> tuple[int, bytes]:
-        """Status and body of one signed GET; raises a `BitsoError` subtype when there is none."""
+    def get(self, path: str, timeout: float | None = None) -> tuple[int, bytes]:
+        """Status and body of one signed GET, unread (the strategies read them with
+        `strategies.slot_fetch`); raises a `BitsoError` subtype when there is no reply."""
         read_timeout = self.read_timeout if timeout is None else max(0.05, timeout)
         read_timeout = min(read_timeout, self.read_timeout)
         try:
@@ -89,15 +83,13 @@ class BitsoClient:
             )
             body = response.content
         except requests.Timeout as error:
-            raise RequestTimeout(f"no reply within {read_timeout:.1f} s") from error
+            raise timed_out(read_timeout) from error
         except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError):
-            raise MalformedReply("the reply body was cut off or badly encoded") from None
+            raise cut_off() from None
         except requests.ConnectionError as error:
             if "timed out" in str(error).lower():
-                raise RequestTimeout(f"no reply within {read_timeout:.1f} s") from error
-            raise ConnectionFailed(
-                f"cannot reach {self.api_url}: {connection_cause(error)}"
-            ) from None
+                raise timed_out(read_timeout) from error
+            raise unreachable(self.api_url, error) from None
         except requests.RequestException as error:  # redirects, bad URLs, ...: still one slot
             raise ConnectionFailed(f"request failed: {type(error).__name__}") from None
         return response.status_code, body

@@ -87,6 +87,22 @@ def connection_cause(error: BaseException) -> str:
     return described or type(error).__name__
 
 
+# The transport failures both clients name alike, whatever their HTTP library calls them.
+def timed_out(limit: float) -> RequestTimeout:
+    """No reply within the request's time limit (`limit` seconds)."""
+    return RequestTimeout(f"no reply within {limit:.1f} s")
+
+
+def cut_off() -> MalformedReply:
+    """A reply whose body ended early or could not be decoded."""
+    return MalformedReply("the reply body was cut off or badly encoded")
+
+
+def unreachable(api_url: str, error: BaseException) -> ConnectionFailed:
+    """No connection to `api_url`; the cause is found in the library's wrapped errors."""
+    return ConnectionFailed(f"cannot reach {api_url}: {connection_cause(error)}")
+
+
 def unexpected(error: Exception) -> BitsoError:
     """A request that failed in a way no error type above covers (a bug), as a slot failure.
 

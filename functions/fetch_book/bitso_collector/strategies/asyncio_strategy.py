@@ -2,8 +2,9 @@
 client's features (keep-alive, timeouts capped by the job's deadline, the same signing and the
 same error types). Imported only when STRATEGY=asyncio, so aiohttp never slows a cold start.
 
-The pacing decisions are `base.next_start` / `base.begin`, exactly as for `threaded`; only the way
-a request is waited on differs: a task per request instead of a thread.
+The pacing decisions are `base.next_start` / `base.begin`, and each reply is read by
+`slot_fetch.settle_slot`, exactly as for `threaded`; only the way a request is waited on differs:
+a task per request instead of a thread.
 """
 
 from __future__ import annotations
@@ -19,24 +20,17 @@ from yarl import URL
 
 from ..bitso_client import CONNECT_TIMEOUT, READ_TIMEOUT, RequestSigner, order_book_path
 from ..clock import Clock
-from ..errors import (
-    BitsoError,
-    ConnectionFailed,
-    MalformedReply,
-    RequestTimeout,
-    connection_cause,
-    unexpected,
-)
+from ..errors import MalformedReply, cut_off, timed_out, unreachable
 from ..grid import Slot
 from ..recorder import SlotStart
 from ..replies import parse_order_book_reply
-from ..rest_trades import RestTrade, parse_trades_reply, trades_path
 from ..signing import ApiCredentials
 from .base import FetchJob, begin, next_start, request_timeout
+from .slot_fetch import Reply, settle_slot, slot_path
 
 #: Same bound as `threaded`: at most this many requests in flight, else the slot is skipped.
 MAX_IN_FLIGHT = 8
-#: Bodies larger than this (an `aggregate=false` book is about 600 KB) are parsed off the loop.
+#: Replies larger than this (an `aggregate=false` book is about 600 KB) are read off the loop.
 OFFLOAD_BYTES = 64 * 1024
 #: The last stretch of a wait for a slot is slept precisely, blocking the loop this long at most.
 FINE_WAIT_S = 0.002
@@ -102,25 +96,16 @@ class AsyncBitsoClient:
     async def order_book(
         self, book: str, aggregate: bool = True, timeout: float | None = None
     ) -> dict[str, Any]:
-        """The order book payload; raises a `BitsoError` subtype for every kind of failure.
+        """The order book payload; raises a `BitsoError` subtype for every kind of failure."""
+        return parse_order_book_reply(*await self.get(order_book_path(book, aggregate), timeout))
+
+    async def get(self, path: str, timeout: float | None = None) -> tuple[int, bytes]:
+        """Status and body of one signed GET, unread (the strategy reads them with
+        `slot_fetch`); raises a `BitsoError` subtype when there is no reply.
 
         `timeout` (the time left until the job's deadline) caps the whole request; a socket that
         goes quiet for the read timeout fails sooner, as with the blocking client.
         """
-        status, body = await self._get(order_book_path(book, aggregate), timeout)
-        if len(body) > OFFLOAD_BYTES:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(None, parse_order_book_reply, status, body)
-        return parse_order_book_reply(status, body)
-
-    async def trades(
-        self, book: str, marker: int | None = None, timeout: float | None = None
-    ) -> list[RestTrade]:
-        """One newest-first page of `GET /v3/trades/` (100 trades, older than `marker`)."""
-        return parse_trades_reply(*await self._get(trades_path(book, marker), timeout))
-
-    async def _get(self, path: str, timeout: float | None) -> tuple[int, bytes]:
-        """Status and body of one signed GET; raises a `BitsoError` subtype when there is none."""
         session = self._session
         if session is None:
             raise RuntimeError("open the client with `async with` before requesting")
@@ -140,15 +125,13 @@ class AsyncBitsoClient:
                 status = response.status
                 body = await response.read()
         except TimeoutError as error:  # also aiohttp's ConnectionTimeoutError, SocketTimeoutError
-            raise RequestTimeout(f"no reply within {limit:.1f} s") from error
+            raise timed_out(limit) from error
         except aiohttp.ClientPayloadError:
-            raise MalformedReply("the reply body was cut off or badly encoded") from None
+            raise cut_off() from None
         except aiohttp.ClientResponseError as error:
             raise MalformedReply(f"not a valid HTTP reply: {error.message}") from None
         except (aiohttp.ClientError, OSError) as error:
-            raise ConnectionFailed(
-                f"cannot reach {self.api_url}: {connection_cause(error)}"
-            ) from None
+            raise unreachable(self.api_url, error) from None
         return status, body
 
 
@@ -239,27 +222,25 @@ class AsyncioStrategy:
     async def _fetch(
         client: AsyncBitsoClient, job: FetchJob, slot: Slot, start: SlotStart, max_in_flight: int
     ) -> None:
-        """One request for one slot (an order book or a trades page), reported to the recorder."""
+        """One request for one slot (an order book or a trades page), reported to the recorder.
+
+        A big reply, or a full (`aggregate=false`) book, is read off the loop: parsing,
+        normalising and encoding it takes milliseconds that would delay the next slot's start.
+        """
         timeout = request_timeout(job, start.at, max_in_flight)
+        reply: Reply | Exception
         try:
-            if start.backfill:
-                trades = await client.trades(slot.book, start.use.marker, timeout=timeout)
-                job.recorder.backfilled(slot, start, job.clock.now(), trades)
-                return
-            payload = await client.order_book(slot.book, start.aggregate, timeout=timeout)
-        except BitsoError as error:
-            job.recorder.failed(slot, error, start)
-            return
-        except Exception as error:  # a bug fails its slot, logged, rather than vanish in a task
-            job.recorder.failed(slot, unexpected(error), start)
-            return
-        received = job.clock.now()
-        if start.aggregate:
-            job.recorder.replied(slot, start, received, payload)
-        else:
-            # Normalising and encoding a full order-level book takes milliseconds: off the loop.
+            reply = await client.get(slot_path(slot, start), timeout)
+        except Exception as error:  # settled as the slot's failure
+            reply = error
+        heavy = isinstance(reply, tuple) and (
+            len(reply[1]) > OFFLOAD_BYTES or not (start.backfill or start.aggregate)
+        )
+        if heavy:
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, job.recorder.replied, slot, start, received, payload)
+            await loop.run_in_executor(None, settle_slot, job, slot, start, reply)
+        else:
+            settle_slot(job, slot, start, reply)
 
     def close(self) -> None:
         """Nothing to release: each call's session closes with the call's event loop."""

@@ -6,10 +6,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 
 from ..bitso_client import BitsoClient
-from ..errors import BitsoError, unexpected
 from ..grid import Slot
 from ..recorder import SlotStart
 from .base import FetchJob, begin, next_start, request_timeout
+from .slot_fetch import Reply, settle_slot, slot_path
 
 
 def fetch_slot(
@@ -21,19 +21,12 @@ def fetch_slot(
 ) -> None:
     """One request for one slot (an order book or a trades page), reported to the recorder."""
     timeout = request_timeout(job, start.at, max_in_flight)
+    reply: Reply | Exception
     try:
-        if start.backfill:
-            trades = client.trades(slot.book, start.use.marker, timeout=timeout)
-            job.recorder.backfilled(slot, start, job.clock.now(), trades)
-            return
-        payload = client.order_book(slot.book, start.aggregate, timeout=timeout)
-    except BitsoError as error:
-        job.recorder.failed(slot, error, start)
-        return
-    except Exception as error:  # a bug fails its slot, logged, rather than vanish in the pool
-        job.recorder.failed(slot, unexpected(error), start)
-        return
-    job.recorder.replied(slot, start, job.clock.now(), payload)
+        reply = client.get(slot_path(slot, start), timeout)
+    except Exception as error:  # settled as the slot's failure
+        reply = error
+    settle_slot(job, slot, start, reply)
 
 
 class SequentialStrategy:
