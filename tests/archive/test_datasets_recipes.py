@@ -45,11 +45,6 @@ def world() -> World:
 
 
 @pytest.fixture(scope="module")
-def archive_dir(world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return world.archive.write_local(tmp_path_factory.mktemp("archive"))
-
-
-@pytest.fixture(scope="module")
 def con(archive_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> duckdb.DuckDBPyConnection:
     out = tmp_path_factory.mktemp("tables")
     span = ["--start", EXPORTED[0], "--end", EXPORTED[1]]

@@ -411,7 +411,7 @@ def test_a_request_that_fails_in_an_unexpected_way_fails_its_slot_with_a_warning
     def unencodable(*args: object, **kwargs: object) -> None:
         "ключ".encode("latin-1")
 
-    monkeypatch.setattr(runtime.collector.strategy.client, "order_book", unencodable)
+    monkeypatch.setattr(runtime.collector.strategy.client, "get", unencodable)
     record = harness.post({"duration_seconds": 2}, minute=minute).get_json()
     assert record["failed"] == {"bitso_error": 2}
     assert record["abandoned"] == 0

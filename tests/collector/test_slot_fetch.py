@@ -23,7 +23,7 @@ from bitso_collector.errors import (
 )
 from bitso_collector.grid import Slot
 from bitso_collector.outcomes import Outcome
-from bitso_collector.pacing import Pacer
+from bitso_collector.rate_guard import Pacer
 from bitso_collector.recorder import CallRecorder, SlotStart
 from bitso_collector.rest_trades import RestTrade, parse_trades_reply
 from bitso_collector.slot_policy import PlannedUse, SlotUse
