@@ -10,61 +10,36 @@ agree with the tables.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import polars as pl
 import pytest
 
-from bitso_archive.cli import main
 from bitso_archive.orderbook import UnknownInstantError
 from bitso_archive.replay import book_at, replay
 from bitso_format import iso_millis, parse_iso_millis, seconds_to_ms
-from bitso_testkit.fake_bitso import FakeBitso
-from bitso_testkit.fake_ws import FakeBitsoWs
 from bitso_testkit.market import Exchange
 from tests.archive import datasets_duckdb as db
+from tests.archive.helpers import cli_exit_code
 from tests.conftest import StartFunction
-from tests.e2e.faulty_minute import BOOKS, record_faulty_minute
+from tests.e2e.faulty_minute import (
+    BOOKS,
+    FakeMarket,
+    fake_market,
+    market_levels,
+    record_faulty_minute,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture
-def exchange() -> Exchange:
-    return Exchange(BOOKS, seed=9, start_ms=int(time.time() * 1000))
-
-
-@pytest.fixture
-def fakes(exchange: Exchange) -> Iterator[tuple[FakeBitso, FakeBitsoWs]]:
-    with FakeBitso(exchange=exchange) as rest, FakeBitsoWs(exchange, rate=20) as socket:
-        yield rest, socket
-
-
-def run(*args: str) -> int:
-    try:
-        return main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-
-
-def market_levels(exchange: Exchange, book: str, sequence: int) -> tuple[db.Levels, db.Levels]:
-    """The market's book after ``sequence``, its orders summed by price (best first)."""
-    truth = exchange.order_book(book, aggregate=False, sequence=sequence)
-    sides = []
-    for key, best_first in (("bids", True), ("asks", False)):
-        levels: dict[Decimal, list[Any]] = {}
-        for order in truth[key]:
-            level = levels.setdefault(Decimal(order["price"]), [Decimal(0), 0])
-            level[0] += Decimal(order["amount"])
-            level[1] += 1
-        sides.append([(p, a, n) for p, (a, n) in sorted(levels.items(), reverse=best_first)])
-    return sides[0], sides[1]
+def market() -> Iterator[FakeMarket]:
+    with fake_market(seed=9) as market:
+        yield market
 
 
 @dataclass
@@ -83,20 +58,18 @@ class Recorded:
 
 def record(
     start_function: StartFunction,
-    fakes: tuple[FakeBitso, FakeBitsoWs],
-    exchange: Exchange,
+    market: FakeMarket,
     tmp_path: Path,
 ) -> Recorded:
-    rest, socket = fakes
-    server, minute, reply = record_faulty_minute(start_function, rest, socket)
+    server, minute, reply = record_faulty_minute(start_function, market)
     (disconnect,) = reply.json()["streams"]["disconnects"]
-    (dropped,) = socket.stats.dropped
+    (dropped,) = market.socket.stats.dropped
     minute_ms = seconds_to_ms(minute)
     tables = tmp_path / "tables"
     span = ["--start", iso_millis(minute_ms), "--end", iso_millis(minute_ms + 60_000)]
-    assert run("export", str(server.data_dir), *span, "--out", str(tables), "-q") == 0
+    assert cli_exit_code("export", str(server.data_dir), *span, "--out", str(tables), "-q") == 0
     return Recorded(
-        exchange,
+        market.exchange,
         server.data_dir,
         tables,
         minute_ms,
@@ -110,11 +83,10 @@ def record(
 @pytest.mark.timeout(240)
 def test_every_table_of_what_the_collector_recorded_is_the_markets_truth(
     start_function: StartFunction,
-    fakes: tuple[FakeBitso, FakeBitsoWs],
-    exchange: Exchange,
+    market: FakeMarket,
     tmp_path: Path,
 ) -> None:
-    recorded = record(start_function, fakes, exchange, tmp_path)
+    recorded = record(start_function, market, tmp_path)
     for book in BOOKS:
         check_book_changes(recorded, book)
         check_book_snapshots(recorded, book)
@@ -270,7 +242,7 @@ def check_load_top(recorded: Recorded, tmp_path: Path) -> None:
         "--end",
         iso_millis(recorded.minute_ms + 60_000),
     ]
-    assert run("load", str(recorded.data), *span, "--top", "--out", str(out), "-q") == 0
+    assert cli_exit_code("load", str(recorded.data), *span, "--top", "--out", str(out), "-q") == 0
     top = pl.read_parquet(out)
     anchors = [
         json.loads(path.read_text())

@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -22,41 +21,23 @@ from bitso_archive.replay import book_at, book_walker
 from bitso_archive.sources import open_source
 from bitso_archive.trades import iter_trades
 from bitso_format import iso_millis, parse_iso_millis, seconds_to_ms
-from bitso_testkit.fake_bitso import FakeBitso
-from bitso_testkit.fake_ws import FakeBitsoWs
-from bitso_testkit.market import Exchange
 from tests.conftest import StartFunction
-from tests.e2e.faulty_minute import BOOKS, record_faulty_minute
+from tests.e2e.faulty_minute import (
+    BOOKS,
+    FakeMarket,
+    Levels,
+    fake_market,
+    market_levels,
+    record_faulty_minute,
+)
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def exchange() -> Exchange:
-    return Exchange(BOOKS, seed=5, start_ms=int(time.time() * 1000))
-
-
-@pytest.fixture
-def fakes(exchange: Exchange) -> Iterator[tuple[FakeBitso, FakeBitsoWs]]:
-    with FakeBitso(exchange=exchange) as rest, FakeBitsoWs(exchange, rate=20) as socket:
-        yield rest, socket
-
-
-Levels = list[tuple[Decimal, Decimal, int]]
-
-
-def market_levels(exchange: Exchange, book: str, sequence: int) -> tuple[Levels, Levels]:
-    """The market's book after `sequence`, its orders summed by price (best first)."""
-    truth = exchange.order_book(book, aggregate=False, sequence=sequence)
-    sides = []
-    for key, best_first in (("bids", True), ("asks", False)):
-        levels: dict[Decimal, list[Any]] = {}
-        for order in truth[key]:
-            level = levels.setdefault(Decimal(order["price"]), [Decimal(0), 0])
-            level[0] += Decimal(order["amount"])
-            level[1] += 1
-        sides.append([(p, a, n) for p, (a, n) in sorted(levels.items(), reverse=best_first)])
-    return sides[0], sides[1]
+def market() -> Iterator[FakeMarket]:
+    with fake_market(seed=5) as market:
+        yield market
 
 
 def rebuilt(view: Any) -> tuple[Levels, Levels]:
@@ -70,12 +51,11 @@ def rebuilt(view: Any) -> tuple[Levels, Levels]:
 @pytest.mark.timeout(150)
 def test_reading_back_what_the_collector_recorded_of_the_fake_market(
     start_function: StartFunction,
-    fakes: tuple[FakeBitso, FakeBitsoWs],
-    exchange: Exchange,
+    market: FakeMarket,
     tmp_path: Path,
 ) -> None:
-    rest, socket = fakes
-    server, minute, reply = record_faulty_minute(start_function, rest, socket)
+    server, minute, reply = record_faulty_minute(start_function, market)
+    exchange, socket = market.exchange, market.socket
     record = reply.json()
     minute_ms = seconds_to_ms(minute)
     [(_book, dropped)] = socket.stats.dropped
