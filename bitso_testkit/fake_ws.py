@@ -46,6 +46,9 @@ from bitso_testkit.market import Change, Exchange
 
 CHANNELS = ("trades", "diff-orders")
 KEEPALIVE = {"type": "ka"}
+#: Changes a second a book the process may make: below the 1,000 a second its first sequence
+#: (its start in epoch ms) rises by between two runs.
+MAX_RATE = 1000.0
 #: How often the market clock ticks (changes due since the last tick are made together).
 TICK_S = 0.005
 
@@ -395,6 +398,14 @@ class FakeBitsoWs:
         return web.json_response(body)
 
 
+def rising_exchange(books: list[str], seed: int, start_ms: int) -> Exchange:
+    """The process's market. Like Bitso's, its sequences and trade ids only rise: each run starts
+    at its start in epoch ms, above anything an earlier run reached (it made fewer than
+    `MAX_RATE` changes a second), so an archive several runs add to (make try) never holds two
+    different diffs under one sequence, or two trades under one id."""
+    return Exchange(books, seed, start_ms=start_ms, first_sequence=start_ms, first_tid=start_ms)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Fake Bitso REST + WebSocket on 127.0.0.1")
     parser.add_argument("--books", default="btc_mxn", help="comma-separated books")
@@ -409,9 +420,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     shift = args.shift
-    exchange = Exchange(
-        args.books.split(","), args.seed, start_ms=int((time.time() + shift) * 1000)
-    )
+    start_ms = int((time.time() + shift) * 1000)
+    if not 0 < args.rate < MAX_RATE:
+        parser.error(f"--rate {args.rate} must be above 0 and below {MAX_RATE} changes a second")
+    exchange = rising_exchange(args.books.split(","), args.seed, start_ms)
     latency: str | float = args.latency
     with contextlib.suppress(ValueError):
         latency = float(args.latency)

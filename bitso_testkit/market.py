@@ -453,11 +453,22 @@ class Exchange:
     (request threads) and the fake socket (its event loop thread) share."""
 
     def __init__(
-        self, books: Iterable[str], seed: int = 0, *, start_ms: int | None = None, depth: int = 300
+        self,
+        books: Iterable[str],
+        seed: int = 0,
+        *,
+        start_ms: int | None = None,
+        depth: int = 300,
+        first_sequence: int | None = None,
+        first_tid: int | None = None,
     ) -> None:
         names = list(books)
         self.lock = threading.Lock()
-        kwargs: dict[str, Any] = {"depth": depth}
+        kwargs: dict[str, Any] = {
+            "depth": depth,
+            "first_sequence": first_sequence,
+            "first_tid": first_tid,
+        }
         if start_ms is not None:
             kwargs["start_ms"] = start_ms
         self.markets = {

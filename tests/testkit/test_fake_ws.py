@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from bitso_testkit.fake_bitso import FakeBitso
-from bitso_testkit.fake_ws import FakeBitsoWs
+from bitso_testkit.fake_ws import MAX_RATE, FakeBitsoWs, rising_exchange
 from bitso_testkit.market import Exchange
 
 BOOKS = ("btc_mxn", "eth_mxn")
@@ -201,3 +201,20 @@ def test_faults_can_be_sent_as_json_to_the_control_port(socket: FakeBitsoWs) -> 
     stats = requests.get(socket.control_url.replace("_control", "_stats"), timeout=5).json()
     assert stats["connections"] == 1 and stats["acks"] == 1
     assert data(received, "diff-orders")
+
+
+def test_a_later_run_of_the_process_starts_above_everything_an_earlier_one_sent() -> None:
+    """Two `make try` runs add to one archive: the second's sequences and trade ids start above
+    the first's, however fast the first changed its market."""
+    start_ms = 1_795_515_300_000
+    first = rising_exchange(["btc_mxn"], 0, start_ms)
+    market = first.markets["btc_mxn"]
+    for n in range(int(MAX_RATE) - 1):  # just under the most a second the process makes
+        market.step(start_ms + n)
+    last_tid = max(trade.tid for trade in market.trade_log)
+    later = rising_exchange(["btc_mxn"], 0, start_ms + 1000).markets["btc_mxn"]
+    assert later.sequence > market.sequence
+    later.step(start_ms + 1000)
+    while not later.trade_log:
+        later.step(start_ms + 1001)
+    assert later.trade_log[0].tid > last_tid

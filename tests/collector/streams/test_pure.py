@@ -149,6 +149,19 @@ def test_outages_and_freezes_are_the_unwatched_spans_of_a_cut() -> None:
     assert later.unwatched == (Unwatched(60.0, 61.0, "outage"),) and not later.continuous
 
 
+def test_the_instances_own_close_ends_the_watch_and_is_no_outage() -> None:
+    """Stopping, the instance closes the socket, then cuts: the cut covers up to the close, and
+    the moment between them is no lost subscription."""
+    tally = ChannelTally()
+    tally.went_live(1.0)
+    tally.went_down(59.2, closed=True)
+    cut = tally.cut(59.3, [(58.0, 59.3)])
+    assert cut.covers == (1.0, 59.2)
+    assert cut.unwatched == (Unwatched(58.0, 59.2, "frozen"),)
+    assert cut.uncovered_ms == 0
+    assert tally.cut(60.0, []).covers is None  # nothing watched since the close
+
+
 # -- slot uses --------------------------------------------------------------------------------
 def test_slot_uses_are_the_format_modules() -> None:
     assert tuple(str(use) for use in SlotUse) == SLOT_USES

@@ -101,7 +101,7 @@ class StreamState:
         with self._lock:
             for (book, channel), tally in self._tallies.items():
                 if tally.live:
-                    tally.went_down(at)
+                    tally.went_down(at, closed=reason is None)
                     self._planner.down(book, channel, seconds_to_ms(at))
             if reason is not None:
                 self._disconnects.append(Disconnect(at, reason))

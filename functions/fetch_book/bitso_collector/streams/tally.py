@@ -67,6 +67,8 @@ class ChannelTally:
     covers_from: float | None = None
     live: bool = False
     down_since: float | None = None
+    #: When the instance itself closed the connection (stopping): the watch ends there.
+    closed_at: float | None = None
     outages: list[tuple[float, float]] = field(default_factory=list)
     #: Whether the subscription was live at the previous cut (None: no previous cut covered it).
     live_at_last_cut: bool | None = None
@@ -79,12 +81,20 @@ class ChannelTally:
         if self.down_since is not None:
             self.outages.append((self.down_since, at))
             self.down_since = None
+        if self.closed_at is not None:
+            self.outages.append((self.closed_at, at))
+            self.closed_at = None
         self.live = True
 
-    def went_down(self, at: float) -> None:
+    def went_down(self, at: float, closed: bool = False) -> None:
+        """The subscription ended at `at`: lost (an outage until it is back), or `closed` by
+        the instance itself as it stops (the watch ends there; nothing is missed after it)."""
         if self.live:
             self.live = False
-            self.down_since = at
+            if closed:
+                self.closed_at = at
+            else:
+                self.down_since = at
 
     def received(self, at: float, sequence: int | None) -> SequenceGap | None:
         """One data message; the sequence gap before it, if there is one."""
@@ -105,7 +115,8 @@ class ChannelTally:
 
     def cut(self, at: float, frozen: list[tuple[float, float]]) -> ChannelCut:
         """What this cut covers (ending at `at`), and start the next one."""
-        covers = None if self.covers_from is None else (self.covers_from, at)
+        end = at if self.closed_at is None else min(at, self.closed_at)
+        covers = None if self.covers_from is None else (self.covers_from, end)
         outages = list(self.outages)
         if self.down_since is not None:
             outages.append((self.down_since, at))
@@ -114,7 +125,9 @@ class ChannelTally:
             start = covers[0]
             unwatched = [Unwatched(a, b, OUTAGE_REASON) for a, b in outages if b > start]
             unwatched += [
-                Unwatched(max(a, start), b, FROZEN_REASON) for a, b in frozen if b > start
+                Unwatched(max(a, start), min(b, end), FROZEN_REASON)
+                for a, b in frozen
+                if b > start and a < end
             ]
             unwatched.sort(key=lambda u: u.start)
         first_ack_here = self.live_at_last_cut is None and self.acks > 0
@@ -140,7 +153,9 @@ class ChannelTally:
         )
         if covers is not None:
             self.live_at_last_cut = self.live
-            self.covers_from = at
+            # After the instance's own close nothing is watched until a new subscription.
+            self.covers_from = at if self.closed_at is None else None
+            self.closed_at = None
         self.last_sequence_at_last_cut = self.last_sequence
         self.messages = self.acks = self.backfilled = self.repeated = 0
         self.first_sequence = None
