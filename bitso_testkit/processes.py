@@ -7,9 +7,11 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -85,3 +87,30 @@ def running(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@dataclass(frozen=True)
+class FakeMarketProcess:
+    """The fake Bitso as a process (`python -m bitso_testkit.fake_ws`): REST and WebSocket."""
+
+    process: subprocess.Popen[bytes]
+    rest_url: str
+    ws_url: str
+    log_path: Path
+
+
+@contextmanager
+def running_fake_market(books: str, rate: float, scratch: Path) -> Iterator[FakeMarketProcess]:
+    """The fake Bitso (typical REST latency) on two free ports of 127.0.0.1, logging to
+    `scratch`; stopped by its PID on exit."""
+    rest_port, ws_port = free_port(), free_port()
+    rest_url, ws_url = f"http://127.0.0.1:{rest_port}", f"ws://127.0.0.1:{ws_port}/"
+    log_path = scratch / "fake_bitso.log"
+    args = [
+        "-m", "bitso_testkit.fake_ws", "--latency", "typical", f"--books={books}",
+        f"--rate={rate:g}", f"--rest-port={rest_port}", f"--ws-port={ws_port}",
+    ]  # fmt: skip
+    with running(
+        [sys.executable, *args], base_env({}), f"{rest_url}/_requests", log_path, cwd=scratch
+    ) as process:
+        yield FakeMarketProcess(process, rest_url, ws_url, log_path)

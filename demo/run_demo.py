@@ -27,7 +27,7 @@ import requests
 
 from bitso_format import iso_minute, seconds_to_ms
 from bitso_http import SCHEDULE_HEADER
-from bitso_testkit.processes import FUNCTION_DIR, base_env, free_port, running
+from bitso_testkit.processes import FUNCTION_DIR, base_env, free_port, running, running_fake_market
 from bitso_testkit.strict_gcs import StrictGcs, running_strict_gcs
 
 BUCKET = "bitso-demo"
@@ -70,20 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         gcs.create_bucket(BUCKET)
         say(f"GCS emulator (in memory, strict create-only proxy): {gcs.url}, bucket gs://{BUCKET}")
 
-        rest_port, ws_port = free_port(), free_port()
-        bitso_url = f"http://127.0.0.1:{rest_port}"
-        ws_url = f"ws://127.0.0.1:{ws_port}/"
-        stack.enter_context(
-            running(
-                [sys.executable, "-m", "bitso_testkit.fake_ws", "--latency", "typical",
-                 f"--books={args.books}", f"--rate={args.rate:g}",
-                 f"--rest-port={rest_port}", f"--ws-port={ws_port}"],
-                base_env({}),
-                f"{bitso_url}/_requests",
-                scratch / "fake_bitso.log",
-                cwd=scratch,
-            )
-        )  # fmt: skip
+        fake = stack.enter_context(running_fake_market(args.books, args.rate, scratch))
+        bitso_url, ws_url = fake.rest_url, fake.ws_url
         say(f"Fake Bitso (typical latency): REST {bitso_url}, WebSocket {ws_url}")
         say(f"  one order-level market per book, {args.rate:g} changes a second each")
 

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from bitso_format import MINUTE_MS, iso_millis, iso_minute, parse_run_record_name, seconds_to_ms
-from bitso_testkit.processes import REPO, base_env, free_port, running
+from bitso_testkit.processes import REPO, base_env, running_fake_market
 
 DEFAULT_BOOKS = "btc_mxn,eth_mxn,xrp_mxn"
 STREAMS = "trades,diff-orders"
@@ -141,21 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         # Logs, and the directory the collector runs in, so no .env of the user's is read.
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bitso-try-")))
-        rest_port, ws_port = free_port(), free_port()
-        bitso_url, ws_url = f"http://127.0.0.1:{rest_port}", f"ws://127.0.0.1:{ws_port}/"
-        fake_log = scratch / "fake_bitso.log"
-        fake = stack.enter_context(
-            running(
-                [sys.executable, "-m", "bitso_testkit.fake_ws", "--latency", "typical",
-                 f"--books={args.books}", f"--rate={args.rate:g}",
-                 f"--rest-port={rest_port}", f"--ws-port={ws_port}"],
-                base_env({}),
-                f"{bitso_url}/_requests",
-                fake_log,
-                cwd=scratch,
-            )
-        )  # fmt: skip
-        say(f"Fake Bitso (PID {fake.pid}, typical latency): REST {bitso_url}, WebSocket {ws_url}")
+        fake = stack.enter_context(running_fake_market(args.books, args.rate, scratch))
+        bitso_url, ws_url, fake_log = fake.rest_url, fake.ws_url, fake.log_path
+        pid = fake.process.pid
+        say(f"Fake Bitso (PID {pid}, typical latency): REST {bitso_url}, WebSocket {ws_url}")
         say(f"  one order-level market per book, {args.rate:g} changes a second each")
         settings = {
             "BITSO_API_URL": bitso_url,
@@ -173,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         if status.returncode != 0 or not minutes:
             say(f"\nbitso-collect exited {status.returncode}; the fake Bitso's log:")
             say(fake_log.read_text()[-4000:])
-        say(f"Stopping the fake Bitso (PID {fake.pid}).")
+        say(f"Stopping the fake Bitso (PID {pid}).")
 
     if not minutes:
         say(f"No minute was collected into {shown(data_dir)}.")
