@@ -193,15 +193,14 @@ def show_streams(gcs: StrictGcs, record: dict[str, Any]) -> None:
     shown: set[str] = set()
     for channels in streams["books"].values():
         for entry in channels.values():
-            if entry["object"] is None:
-                continue
-            lines = gzip.decompress(gcs.read_object(BUCKET, entry["object"])).splitlines()
-            for line in lines:
-                kind = "backfilled" if b'"source"' in line else entry["object"].split("/", 1)[0]
-                if kind not in shown:
-                    shown.add(kind)
-                    text = line.decode()
-                    say(f"  e.g. a {kind} line: {text[:160]}{'...' if len(text) > 160 else ''}")
+            for name in entry["objects"]:  # one per hour its lines were received in
+                lines = gzip.decompress(gcs.read_object(BUCKET, name)).splitlines()
+                for line in lines:
+                    kind = "backfilled" if b'"source"' in line else name.split("/", 1)[0]
+                    if kind not in shown:
+                        shown.add(kind)
+                        text = line.decode()
+                        say(f"  e.g. a {kind} line: {text[:160]}{'...' if len(text) > 160 else ''}")
 
 
 if __name__ == "__main__":
