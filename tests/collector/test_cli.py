@@ -26,6 +26,13 @@ from bitso_testkit.fake_bitso import FakeBitso
 from bitso_testkit.processes import REPO, base_env, free_port
 
 
+def clock_before_a_minute(lead_s: float) -> ShiftedClock:
+    """A clock that reads `lead_s` seconds before a whole minute five minutes ahead (so never
+    one an earlier test collected)."""
+    start = (math.ceil(time.time() / 60) + 5) * 60.0
+    return ShiftedClock(start - lead_s - time.time())
+
+
 def test_collects_into_the_local_directory_from_the_next_minute(
     fake_bitso: FakeBitso,
     tmp_path: Path,
@@ -35,8 +42,7 @@ def test_collects_into_the_local_directory_from_the_next_minute(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("BITSO_API_URL", fake_bitso.url)
     monkeypatch.setenv("LOCAL_DATA_DIR", "collected")
-    start = (math.ceil(time.time() / 60) + 5) * 60.0
-    clock = ShiftedClock(start - 1.0 - time.time())  # one second before a minute begins
+    clock = clock_before_a_minute(1.0)  # one second before a minute begins
 
     assert main(["--books", "eth_mxn,xrp_mxn", "--duration", "2"], clock) == 0
 
@@ -69,8 +75,7 @@ def test_a_sink_that_cannot_claim_exits_1_with_one_line(
     monkeypatch.setenv("BITSO_API_URL", fake_bitso.url)
     (tmp_path / "blocked").write_text("a file where the data directory should be")
     monkeypatch.setenv("LOCAL_DATA_DIR", "blocked")
-    start = (math.ceil(time.time() / 60) + 5) * 60.0
-    clock = ShiftedClock(start - 0.5 - time.time())
+    clock = clock_before_a_minute(0.5)
 
     assert main(["--duration", "1"], clock) == 1
 
@@ -89,8 +94,7 @@ def test_a_minute_that_stores_nothing_exits_1_and_says_why(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("BITSO_API_URL", fake_bitso.url)
     fake_bitso.configure(default="5xx")  # reachable, but every reply is a 503
-    start = (math.ceil(time.time() / 60) + 5) * 60.0
-    clock = ShiftedClock(start - 0.5 - time.time())
+    clock = clock_before_a_minute(0.5)
 
     assert main(["--duration", "2"], clock) == 1
 
@@ -140,8 +144,7 @@ def test_on_a_terminal_logs_are_readable_lines_with_repeats_collapsed(
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text(f"BITSO_API_URL={fake_bitso.url}\nBITSO_BOOK=eth_mxn\n")
     fake_bitso.configure(default="5xx")
-    start = (math.ceil(time.time() / 60) + 5) * 60.0
-    clock = ShiftedClock(start - 0.5 - time.time())
+    clock = clock_before_a_minute(0.5)
 
     with terminal_stdout(monkeypatch) as shown:
         assert main(["--duration", "4"], clock) == 1
@@ -264,8 +267,8 @@ def test_a_minute_collected_already_says_so_and_when_the_next_starts(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("BITSO_API_URL", fake_bitso.url)
-    start = (math.ceil(time.time() / 60) + 5) * 60.0
-    clock = ShiftedClock(start - 0.5 - time.time())
+    clock = clock_before_a_minute(0.5)
+    start = math.ceil(clock.now() / 60) * 60.0
     assert main(["--duration", "1"], clock) == 0
     sent = len(fake_bitso.requests)
 
@@ -292,8 +295,7 @@ def test_progress_is_printed_while_a_minute_runs(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("BITSO_API_URL", fake_bitso.url)
-    start = (math.ceil(time.time() / 60) + 5) * 60.0
-    clock = ShiftedClock(start - 0.2 - time.time())
+    clock = clock_before_a_minute(0.2)
 
     assert main(["--duration", "3"], clock, progress_every=0.8) == 0
 

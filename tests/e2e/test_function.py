@@ -19,9 +19,10 @@ from bitso_format import (
     seconds_to_ms,
     snapshot_name,
 )
+from bitso_http import SCHEDULE_HEADER
 from bitso_testkit.fake_bitso import FakeBitso
 from bitso_testkit.processes import free_port
-from tests.conftest import SCHEDULE_HEADER, StartFunction
+from tests.conftest import StartFunction
 from tests.support.schemas import RUN_RECORD, SNAPSHOT
 
 pytestmark = pytest.mark.e2e
